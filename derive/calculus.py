@@ -1,0 +1,228 @@
+"""The batch calculus: reductions over N samples as SymPy nodes, for a symbolic N.
+
+A batch has N samples, N a positive integer symbol.  Per-sample quantities are written with
+SymPy ``Indexed`` objects (``u[i]``), shared parameters with plain symbols (``b``).  Three node
+types extend SymPy:
+
+``Mean(f, j)``   (1/N) * sum_{j=1}^{N} f   -- the batch statistic, first class
+``BatchSum(f, j)``       sum_{j=1}^{N} f   -- kept apart so a statement can say exactly what it sums
+``Held(e)``      the value e, with zero derivative: a stop-gradient (torch ``detach``,
+                 JAX ``lax.stop_gradient``).  "Held" differentiation = wrap the statistics in Held.
+
+and ``Grad(e, v)`` is an unevaluated derivative, so a claim can *state* a derivative and its
+proof can *compute* it as a named step.
+
+Bound indices are canonical (chosen from the nesting depth), so two reductions that mean the
+same thing are the same SymPy object: that is what lets ordinary SymPy algebra treat a closed
+reduction as an atom.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+__all__ = [
+    "Batch", "SampleIndex", "Mean", "BatchSum", "Held", "Grad", "activation", "held", "release",
+    "is_reduction", "BOUND_INDICES",
+]
+
+# Canonical bound indices, one per nesting depth.  They are Dummies with fixed dummy_index so
+# they never collide with a user's symbols and print and sort the same in every run.
+_BOUND_NAMES = ("j", "l", "p", "q", "r")
+BOUND_INDICES = tuple(sp.Dummy(n, integer=True, positive=True, dummy_index=900 + k)
+                      for k, n in enumerate(_BOUND_NAMES))
+
+
+class SampleIndex(sp.Symbol):
+    """A free sample index: a statement with index i holds "for every sample i"."""
+
+    def __new__(cls, name: str):
+        return sp.Symbol.__new__(cls, name, integer=True, positive=True)
+
+
+def _depth(expr: sp.Basic) -> int:
+    """Nesting depth of reductions inside ``expr`` (0 when there is none)."""
+    if isinstance(expr, _Reduction):
+        return expr.depth
+    return max((_depth(a) for a in expr.args), default=0)
+
+
+class _Reduction(sp.Expr):
+    """A reduction over the batch; subclasses say whether it is a mean or a sum."""
+
+    is_commutative = True
+    symbol = ""  # set by subclasses (for messages)
+
+    def __new__(cls, body, index, size):
+        body = sp.sympify(body)
+        size = sp.sympify(size)
+        depth = _depth(body) + 1
+        if depth > len(BOUND_INDICES):
+            raise ValueError(f"reductions nest deeper than {len(BOUND_INDICES)} levels")
+        bound = BOUND_INDICES[depth - 1]
+        if index != bound:
+            body = body.xreplace({index: bound})
+        obj = sp.Expr.__new__(cls, body, bound, size)
+        return obj
+
+    @property
+    def body(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def index(self) -> sp.Symbol:
+        return self.args[1]
+
+    @property
+    def size(self) -> sp.Expr:
+        return self.args[2]
+
+    @property
+    def depth(self) -> int:
+        return BOUND_INDICES.index(self.index) + 1
+
+    @property
+    def free_symbols(self):
+        # the bound index is not free: a closed reduction is a constant of any outer reduction
+        inner = {s for s in self.body.free_symbols if not s.has(self.index)}
+        return inner | self.size.free_symbols
+
+    def _eval_derivative(self, v):
+        return self.func(sp.diff(self.body, v), self.index, self.size)
+
+    def _eval_is_real(self):
+        return self.body.is_real
+
+
+class Mean(_Reduction):
+    """(1/N) * sum over the batch of ``body``, the bound index running over 1..N."""
+
+    symbol = "E"
+
+
+class BatchSum(_Reduction):
+    """sum over the batch of ``body``, the bound index running over 1..N."""
+
+    symbol = "Sum"
+
+
+def is_reduction(expr) -> bool:
+    return isinstance(expr, _Reduction)
+
+
+class Held(sp.Expr):
+    """A value whose derivative is zero (stop-gradient); its value is its argument's."""
+
+    is_commutative = True
+
+    def __new__(cls, arg):
+        return sp.Expr.__new__(cls, sp.sympify(arg))
+
+    def _eval_derivative(self, v):
+        return sp.S.Zero
+
+    @property
+    def free_symbols(self):
+        return self.args[0].free_symbols
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+
+class Grad(sp.Expr):
+    """Unevaluated derivative of ``expr`` with respect to a parameter or a sample ``u[k]``.
+
+    ``doit`` differentiates with SymPy's chain rule: reductions differentiate their body,
+    ``Held`` gives zero.
+    """
+
+    is_commutative = True
+
+    def __new__(cls, expr, wrt):
+        return sp.Expr.__new__(cls, sp.sympify(expr), sp.sympify(wrt))
+
+    @property
+    def expr(self):
+        return self.args[0]
+
+    @property
+    def wrt(self):
+        return self.args[1]
+
+    @property
+    def free_symbols(self):
+        return self.expr.free_symbols | self.wrt.free_symbols
+
+    def doit(self, **hints):
+        expr = self.expr.doit(**hints) if hints.get("deep", True) else self.expr
+        return sp.diff(expr, self.wrt)
+
+
+def held(expr: sp.Expr) -> sp.Expr:
+    """Hold every batch statistic in ``expr`` constant (wrap each outermost reduction)."""
+    return expr.replace(lambda e: is_reduction(e), lambda e: Held(e)) if expr.has(_Reduction) \
+        else expr
+
+
+def release(expr: sp.Expr) -> sp.Expr:
+    """Drop every Held wrapper: a held statistic has the same value as the statistic."""
+    return expr.replace(lambda e: isinstance(e, Held), lambda e: e.args[0])
+
+
+def activation(name: str, latex: str | None = None):
+    """An arbitrary differentiable scalar function theta, with derivative theta'.
+
+    The derivative is a named function of its own (not a ``Subs``/``Derivative`` with dummy
+    variables) so that proofs print the same way in every run.
+    """
+    latex = latex or name
+    prime = sp.Function(name + "'", real=True)
+    prime._latex_name = latex + "'"  # used by the LaTeX printer
+
+    def fdiff(self, argindex=1):
+        return prime(self.args[0])
+
+    cls = type(name, (sp.Function,), {"fdiff": fdiff, "is_real": True,
+                                      "_latex_name": latex, "derivative": prime})
+    return cls
+
+
+class Batch:
+    """A batch of ``size`` samples; the factory for samples, parameters and reductions.
+
+    >>> B = Batch("N")
+    >>> u = B.samples("u"); i = B.index("i"); b = B.param("b")
+    >>> B.mean(u[i] + b, i)          # (1/N) sum_j (u_j + b)
+    """
+
+    def __init__(self, size: str | sp.Symbol = "N"):
+        self.size = sp.Symbol(size, integer=True, positive=True) if isinstance(size, str) \
+            else size
+
+    def samples(self, name: str, latex: str | None = None) -> sp.IndexedBase:
+        """Per-sample real values name[i]."""
+        return sp.IndexedBase(latex or name, real=True)
+
+    def index(self, name: str) -> SampleIndex:
+        """A free sample index ("for every sample i")."""
+        return SampleIndex(name)
+
+    def param(self, name: str, **assumptions) -> sp.Symbol:
+        """A scalar shared by every sample (a bias, a learning rate, ...)."""
+        assumptions.setdefault("real", True)
+        return sp.Symbol(name, **assumptions)
+
+    def params(self, *names: str, **assumptions):
+        return tuple(self.param(n, **assumptions) for n in names)
+
+    def mean(self, body, index) -> Mean:
+        """The batch mean of ``body`` over ``index`` (which becomes bound)."""
+        return Mean(body, index, self.size)
+
+    def sum(self, body, index) -> BatchSum:
+        """The batch sum of ``body`` over ``index`` (which becomes bound)."""
+        return BatchSum(body, index, self.size)
+
+    def center(self, body, index):
+        """body - E[body]: the centering of section 2 of the batch-normalization paper."""
+        return body - self.mean(body, index)

@@ -1,0 +1,169 @@
+"""The core model: a claim, the steps of its proof, the evidence gathered for it, its verdict.
+
+Nothing here knows how a proof is found, how evidence is gathered or how anything is printed;
+those live in ``rules``, ``explicit``, ``numeric``, ``counterexample``, ``verify`` and
+``render``.  A verdict is one of three:
+
+* ``proved``    -- every part's residual reduced to exactly 0 under named, checked rules,
+                   for every batch size the assumptions allow;
+* ``refuted``   -- a concrete instance (batch size and numbers) on which the two sides differ,
+                   re-checked in exact arithmetic;
+* ``undecided`` -- anything else, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from .calculus import Batch
+
+PROVED, REFUTED, UNDECIDED = "proved", "refuted", "undecided"
+VERDICTS = (PROVED, REFUTED, UNDECIDED)
+
+
+class DeriveError(Exception):
+    """Something the tool cannot do; the command line turns it into one clear line."""
+
+
+class Unsupported(DeriveError):
+    """An expression uses a construct no layer knows how to handle."""
+
+
+class OutOfTime(DeriveError):
+    """A time budget ran out; the claim becomes undecided, never proved."""
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One equality ``lhs = rhs``; free sample indices and symbols are universally quantified."""
+
+    lhs: sp.Expr
+    rhs: sp.Expr
+    label: str = ""
+
+    @property
+    def residual(self) -> sp.Expr:
+        return self.lhs - self.rhs
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement to prove or refute, with everything needed to check it independently.
+
+    ``functions`` maps each arbitrary function in the statement (an ``activation``) to concrete
+    instances used by the numeric and counterexample layers (ordered simplest first).
+    ``min_size`` is the smallest batch size the assumptions allow.
+    """
+
+    id: str
+    title: str
+    batch: Batch
+    equations: tuple[Equation, ...]
+    text: str = ""
+    assumptions: tuple[str, ...] = ()
+    source: str = ""
+    uses: tuple[str, ...] = ()
+    expected: str | None = None
+    min_size: int = 1
+    functions: tuple[tuple[Any, tuple[sp.Lambda, ...]], ...] = ()
+    ranges: tuple[tuple[sp.Symbol, tuple[float, float]], ...] = ()
+
+    def __post_init__(self):
+        if self.expected is not None and self.expected not in VERDICTS:
+            raise ValueError(f"{self.id}: expected verdict must be one of {VERDICTS}")
+        if not self.equations:
+            raise ValueError(f"{self.id}: a claim needs at least one equation")
+
+
+@dataclass
+class Step:
+    """``before = after`` by ``rule``; ``checks`` lists the independent re-checks it passed."""
+
+    rule: str
+    before: sp.Expr
+    after: sp.Expr
+    checks: list[str] = field(default_factory=list)
+    ok: bool = True
+
+
+@dataclass
+class PartProof:
+    """The derivation of one equation: both sides reduced, then their difference."""
+
+    equation: Equation
+    lhs_steps: list[Step]
+    rhs_steps: list[Step]
+    residual: sp.Expr  # the reduced lhs - rhs; exactly 0 when the part is proved
+
+    @property
+    def proved(self) -> bool:
+        return self.residual == 0 and all(s.ok for s in self.lhs_steps + self.rhs_steps)
+
+
+@dataclass
+class Counterexample:
+    """A concrete instance on which a part fails, checked in exact arithmetic."""
+
+    size: int
+    values: dict[str, Any]  # printable name -> exact value (or list of values per sample)
+    lhs: sp.Expr
+    rhs: sp.Expr
+    part: int = 0
+    function: str = ""  # which instance of an arbitrary function, if any
+
+    @property
+    def residual(self) -> sp.Expr:
+        return sp.simplify(self.lhs - self.rhs)
+
+
+@dataclass
+class Evidence:
+    """What one independent layer found.  ``ok`` means the layer agrees with the verdict."""
+
+    kind: str
+    ok: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class Verdict:
+    status: str
+    reason: str = ""
+    residual: sp.Expr | None = None
+    counterexample: Counterexample | None = None
+
+    def __post_init__(self):
+        if self.status not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.status!r}")
+
+    @classmethod
+    def proved(cls, reason=""):
+        return cls(PROVED, reason)
+
+    @classmethod
+    def refuted(cls, counterexample, residual=None, reason=""):
+        return cls(REFUTED, reason, residual, counterexample)
+
+    @classmethod
+    def undecided(cls, reason, residual=None):
+        return cls(UNDECIDED, reason, residual)
+
+
+@dataclass
+class Result:
+    """A checked claim: its proof attempt, the evidence of every layer, and the verdict."""
+
+    claim: Claim
+    verdict: Verdict
+    proof: list[PartProof]
+    evidence: list[Evidence]
+    seconds: float = 0.0
+
+    @property
+    def id(self):
+        return self.claim.id

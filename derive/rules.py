@@ -1,0 +1,168 @@
+"""The proof rules for batch reductions, in one table, and the reducer that applies them.
+
+Each rule is sound for every batch size N >= 1 and is stated in LaTeX next to its code.  The
+reducer applies one rule at a time, everywhere in the expression, and records a ``Step``
+naming it; the caller re-checks every step on its own (see ``verify``).  Closed reductions
+(a mean whose bound index is not free) are constants of any outer reduction: ``free_symbols``
+of a reduction excludes its own bound index, and every test below asks only that question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy as sp
+
+from .calculus import BatchSum, Grad, Held, Mean, is_reduction
+from .core import Step
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    latex: str          # the rule as a formula, for the report
+    description: str    # one line, for the report and --help
+    apply: Callable[[sp.Expr], sp.Expr]
+
+
+def _bottom_up(expr: sp.Expr, node_rule: Callable[[sp.Expr], sp.Expr | None]) -> sp.Expr:
+    """Rewrite children first, then the node itself; ``node_rule`` returns None to keep it."""
+    if not expr.args or expr.is_Atom:
+        out = node_rule(expr)
+        return expr if out is None else out
+    args = [_bottom_up(a, node_rule) for a in expr.args]
+    new = expr.func(*args) if any(a is not b for a, b in zip(args, expr.args)) else expr
+    out = node_rule(new)
+    return new if out is None else out
+
+
+def _free_of(expr: sp.Expr, index: sp.Symbol) -> bool:
+    return index not in expr.free_symbols
+
+
+# -- the rules ---------------------------------------------------------------------------------
+
+def _differentiate(expr):
+    def node(e):
+        return e.doit() if isinstance(e, Grad) else None
+    return _bottom_up(expr, node)
+
+
+def _release_hold(expr):
+    return _bottom_up(expr, lambda e: e.args[0] if isinstance(e, Held) else None)
+
+
+def _sum_as_mean(expr):
+    return _bottom_up(expr, lambda e: e.size * Mean(e.body, e.index, e.size)
+                      if isinstance(e, BatchSum) else None)
+
+
+def _expand(expr):
+    return sp.expand(expr)
+
+
+def _linearity(expr):
+    def node(e):
+        if not is_reduction(e):
+            return None
+        body, j = e.body, e.index
+        if body.is_Add:
+            return sp.Add(*[e.func(t, j, e.size) for t in body.args])
+        if body.is_Mul:
+            const = [f for f in body.args if _free_of(f, j)]
+            if const and len(const) < len(body.args):
+                rest = [f for f in body.args if not _free_of(f, j)]
+                return sp.Mul(*const) * e.func(sp.Mul(*rest), j, e.size)
+        return None
+    return _bottom_up(expr, node)
+
+
+def _constant(expr):
+    def node(e):
+        if is_reduction(e) and _free_of(e.body, e.index):
+            return e.body if isinstance(e, Mean) else e.size * e.body
+        return None
+    return _bottom_up(expr, node)
+
+
+def _sifting(expr):
+    def node(e):
+        if not is_reduction(e):
+            return None
+        j = e.index
+        factors = sp.Mul.make_args(e.body)
+        for n, f in enumerate(factors):
+            if isinstance(f, sp.KroneckerDelta) and j in f.args:
+                other = f.args[1] if f.args[0] == j else f.args[0]
+                if other == j or not _free_of(other, j):
+                    continue
+                rest = sp.Mul(*(factors[:n] + factors[n + 1:]))
+                picked = rest.xreplace({j: other})
+                return picked / e.size if isinstance(e, Mean) else picked
+        return None
+    return _bottom_up(expr, node)
+
+
+def _algebra(expr):
+    # Closed reductions, deltas and function values are atoms (generators) for SymPy's
+    # rational-function arithmetic; cancel gives a canonical numerator/denominator.
+    return sp.cancel(sp.together(expr)) if expr.has(sp.Pow) else sp.expand(expr)
+
+
+RULES: dict[str, Rule] = {r.name: r for r in (
+    Rule("differentiate",
+         r"\tfrac{\partial}{\partial v}\tfrac{1}{N}\sum_j f_j = \tfrac{1}{N}\sum_j "
+         r"\tfrac{\partial f_j}{\partial v},\ \tfrac{\partial u_j}{\partial u_k}=\delta_{jk},\ "
+         r"\tfrac{\partial}{\partial v}\operatorname{sg}(e) = 0",
+         "chain rule; a reduction differentiates its summands; a held statistic sg(e) has "
+         "derivative 0", _differentiate),
+    Rule("release-hold", r"\operatorname{sg}(e) = e",
+         "a held statistic has the value of the statistic", _release_hold),
+    Rule("sum-as-mean", r"\sum_{j=1}^{N} f_j = N\cdot\tfrac{1}{N}\sum_{j=1}^{N} f_j",
+         "a batch sum is N times the batch mean", _sum_as_mean),
+    Rule("expand", r"a(b+c) = ab + ac",
+         "distribute products over sums, inside and outside reductions", _expand),
+    Rule("linearity",
+         r"\tfrac{1}{N}\sum_j (f_j + h_j) = \tfrac{1}{N}\sum_j f_j + \tfrac{1}{N}\sum_j h_j,\ "
+         r"\tfrac{1}{N}\sum_j c f_j = c\,\tfrac{1}{N}\sum_j f_j",
+         "a reduction is linear; factors free of the bound index (closed statistics "
+         "included) move out", _linearity),
+    Rule("mean-of-constant", r"\tfrac{1}{N}\sum_{j=1}^{N} c = c,\ \sum_{j=1}^{N} c = Nc",
+         "a summand free of the bound index", _constant),
+    Rule("sifting", r"\tfrac{1}{N}\sum_{j=1}^{N} \delta_{jk} h_j = \tfrac{1}{N} h_k",
+         "the Kronecker delta picks one summand", _sifting),
+    Rule("algebra", r"\text{field arithmetic}",
+         "rational-function arithmetic, closed statistics treated as atoms", _algebra),
+)}
+
+# The order in which the reducer tries the structural rules; it loops until none applies.
+ORDER = ("differentiate", "release-hold", "sum-as-mean", "expand", "linearity",
+         "mean-of-constant", "sifting")
+
+
+def reduce(expr: sp.Expr, deadline: Callable[[], None] | None = None,
+           max_rounds: int = 50) -> list[Step]:
+    """Apply the rules until none changes ``expr``; returns the steps (possibly empty)."""
+    steps: list[Step] = []
+    current = sp.sympify(expr)
+    for _ in range(max_rounds):
+        changed = False
+        for name in ORDER:
+            if deadline:
+                deadline()
+            new = RULES[name].apply(current)
+            if new != current:
+                steps.append(Step(name, current, new))
+                current, changed = new, True
+        if not changed:
+            break
+    new = RULES["algebra"].apply(current)
+    if new != current:
+        steps.append(Step("algebra", current, new))
+    return steps
+
+
+def normal_form(expr: sp.Expr, deadline=None) -> sp.Expr:
+    steps = reduce(expr, deadline)
+    return steps[-1].after if steps else sp.sympify(expr)

@@ -1,0 +1,236 @@
+"""Check a claim: prove it symbolically, corroborate it independently, decide its verdict.
+
+The verdict is decided here, in one place, from what the layers found:
+
+* proved    only if every part's residual reduced to 0 under the rule table, every proof step
+            passed its own re-check, and no independent layer found a failure;
+* refuted   only with an exact counterexample (``counterexample.search``);
+* undecided otherwise -- including when a proof and an independent layer disagree, which
+            would mean a bug, and is reported as such rather than guessed around.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from . import counterexample, numeric
+from .core import (PROVED, REFUTED, Claim, Evidence, OutOfTime, PartProof, Result, Step,
+                   Unsupported, Verdict)
+from .explicit import ExplicitBatch, free_indices, index_assignments
+from .rules import reduce
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard each layer works.  The defaults are the report's."""
+
+    budget: float = 10.0                  # seconds for the symbolic proof of one claim
+    explicit_sizes: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    step_check_sizes: tuple[int, ...] = (1, 2, 3)
+    random_instances: int = 200
+    hypothesis_examples: int = 100
+    counterexample_max_size: int = 6
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float, what: str):
+    """Raise OutOfTime inside the block after ``seconds`` (main thread only; else no limit)."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise OutOfTime(f"the time budget of {seconds:g} s ran out during {what}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- symbolic ----------------------------------------------------------------------------------
+
+def prove_part(claim: Claim, n: int) -> PartProof:
+    eq = claim.equations[n]
+    lhs_steps, rhs_steps = reduce(eq.lhs), reduce(eq.rhs)
+    lhs = lhs_steps[-1].after if lhs_steps else eq.lhs
+    rhs = rhs_steps[-1].after if rhs_steps else eq.rhs
+    residual = sp.cancel(sp.together(lhs - rhs)) if lhs != rhs else sp.S.Zero
+    return PartProof(eq, lhs_steps, rhs_steps, residual)
+
+
+def recheck_step(claim: Claim, step: Step, sizes) -> None:
+    """Re-check ``before = after`` on its own, exactly, for each explicit batch size."""
+    diff = step.before - step.after
+    passed = []
+    for size in sizes:
+        if size < claim.min_size:
+            continue
+        batch = ExplicitBatch(size, claim.batch.size)
+        if all(batch.is_zero(batch.eval(diff, env))
+               for env in index_assignments(free_indices(step.before, step.after), size)):
+            passed.append(size)
+        else:
+            step.ok = False
+    step.checks = [f"exact at N = {', '.join(map(str, passed))}"] if passed else []
+
+
+def symbolic_layer(claim: Claim, settings: Settings):
+    t0 = time.perf_counter()
+    parts = []
+    with time_budget(settings.budget, f"the symbolic proof of {claim.id}"):
+        for n in range(len(claim.equations)):
+            part = prove_part(claim, n)
+            for step in part.lhs_steps + part.rhs_steps:
+                recheck_step(claim, step, settings.step_check_sizes)
+            parts.append(part)
+    steps = sum(len(p.lhs_steps) + len(p.rhs_steps) for p in parts)
+    zero = all(p.proved for p in parts)
+    summary = (f"every residual reduces to 0 in {steps} named steps, each re-checked"
+               if zero else "a residual does not reduce to 0: "
+               + ", ".join(sp.sstr(p.residual) for p in parts if not p.proved))
+    return parts, Evidence("symbolic", zero, summary,
+                           {"steps": steps, "rules": sorted({s.rule for p in parts for s in
+                                                             p.lhs_steps + p.rhs_steps})},
+                           time.perf_counter() - t0)
+
+
+# -- explicit ----------------------------------------------------------------------------------
+
+def explicit_holds(claim: Claim, size: int) -> bool:
+    """Does every part hold identically at this batch size (plain sums, no symbolic rules)?"""
+    batch = ExplicitBatch(size, claim.batch.size)
+    for eq in claim.equations:
+        for env in index_assignments(free_indices(eq.lhs, eq.rhs), size):
+            if not batch.is_zero(batch.eval(eq.lhs, env) - batch.eval(eq.rhs, env)):
+                return False
+    return True
+
+
+def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
+    t0 = time.perf_counter()
+    sizes = [n for n in settings.explicit_sizes if n >= claim.min_size]
+    holds = {n: explicit_holds(claim, n) for n in sizes}
+    good = [n for n, h in holds.items() if h]
+    bad = [n for n, h in holds.items() if not h]
+    summary = (f"identity at N = {_ranges(good)}" if good else "") + \
+              ("; " if good and bad else "") + \
+              (f"not an identity at N = {_ranges(bad)}" if bad else "")
+    return Evidence("explicit", not bad, summary,
+                    {"holds_at": good, "fails_at": bad}, time.perf_counter() - t0)
+
+
+def _ranges(ns):
+    ns = sorted(ns)
+    if len(ns) > 2 and ns == list(range(ns[0], ns[-1] + 1)):
+        return f"{ns[0]}..{ns[-1]}"
+    return ", ".join(map(str, ns))
+
+
+# -- numeric -----------------------------------------------------------------------------------
+
+def numeric_layer(claim: Claim, settings: Settings) -> Evidence:
+    t0 = time.perf_counter()
+    worst, failures, count = 0.0, [], 0
+    for inst in numeric.random_instances(claim, settings.random_instances):
+        err = numeric.instance_error(claim, inst)
+        count += 1
+        if err > numeric.TOLERANCE:
+            failures.append((err, inst))
+        else:
+            worst = max(worst, err)
+    h_count, h_worst, h_fail = numeric.hypothesis_check(claim, settings.hypothesis_examples)
+    details = {
+        "random": {"instances": count, "max_error": worst, "failures": len(failures)},
+        "hypothesis": {"instances": h_count, "max_error": h_worst,
+                       "failed": h_fail is not None},
+        "tolerance": numeric.TOLERANCE,
+        "error": "|lhs - rhs| / (1 + max(|lhs|, |rhs|)), float64",
+    }
+    if h_fail is not None:
+        details["hypothesis"]["shrunk_failure"] = _instance_json(h_fail)
+        details["hypothesis"]["shrunk_error"] = numeric.instance_error(claim, h_fail)
+    failed = bool(failures) or h_fail is not None
+    total = count + h_count
+    summary = (f"{total} instances ({count} random, {h_count} Hypothesis), max error "
+               f"{max(worst, h_worst):.1e}" if not failed else
+               f"fails on {len(failures)}/{count} random instances"
+               + (f"; Hypothesis shrinks a failure to N = {h_fail.size}" if h_fail else ""))
+    return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0)
+
+
+def _instance_json(inst: numeric.Instance) -> dict:
+    out = {"N": inst.size}
+    out.update({str(b): [float(v) for v in vals] for b, vals in inst.samples.items()})
+    out.update({str(p): float(v) for p, v in inst.params.items()})
+    out.update({str(f): sp.sstr(lam) for f, lam in inst.choice.items()})
+    return out
+
+
+# -- the verdict -------------------------------------------------------------------------------
+
+def check(claim: Claim, settings: Settings = Settings()) -> Result:
+    """Run every layer on ``claim`` and decide its verdict."""
+    t0 = time.perf_counter()
+    try:
+        parts, symbolic = symbolic_layer(claim, settings)
+    except (OutOfTime, Unsupported) as err:
+        parts, symbolic = [], Evidence("symbolic", False, str(err), {"error": str(err)})
+    explicit = explicit_layer(claim, settings)
+    num = numeric_layer(claim, settings)
+    evidence = [symbolic, explicit, num]
+
+    all_zero = bool(parts) and all(p.proved for p in parts)
+    if all_zero and explicit.ok and num.ok:
+        verdict = Verdict.proved(f"proved for every N >= {claim.min_size}")
+    elif all_zero:
+        verdict = Verdict.undecided(
+            "the symbolic proof is contradicted by the "
+            + " and ".join(e.kind for e in (explicit, num) if not e.ok) + " layer")
+    else:
+        c0 = time.perf_counter()
+        cex = counterexample.search(claim, settings.counterexample_max_size)
+        residual = next((p.residual for p in parts if not p.proved), None)
+        if cex is not None:
+            verdict = Verdict.refuted(cex, residual,
+                                      f"fails at N = {cex.size} (smallest failing batch size)")
+            evidence.append(Evidence(
+                "counterexample", True,
+                f"N = {cex.size}: residual {sp.sstr(cex.residual)} (exact)",
+                {"N": cex.size, "residual": sp.sstr(cex.residual)},
+                time.perf_counter() - c0))
+        else:
+            reason = (symbolic.summary if not parts else
+                      f"the residual {sp.sstr(residual)} does not reduce to 0 and no "
+                      f"counterexample was found up to N = {settings.counterexample_max_size}")
+            verdict = Verdict.undecided(reason, residual)
+    # what each layer found, judged against the verdict
+    for ev in (symbolic, explicit, num):
+        if verdict.status == REFUTED:
+            ev.ok = not ev.ok if ev.kind != "symbolic" or parts else False
+        elif verdict.status != PROVED:
+            ev.ok = False
+    return Result(claim, verdict, parts, evidence, time.perf_counter() - t0)
+
+
+def check_all(claims, settings: Settings = Settings(), progress=None) -> list[Result]:
+    results = []
+    for n, claim in enumerate(claims, 1):
+        result = check(claim, settings)
+        if progress:
+            progress(n, len(claims), result)
+        results.append(result)
+    return results
+
+
+__all__ = ["Settings", "check", "check_all", "prove_part", "explicit_holds", "np"]
