@@ -1,0 +1,121 @@
+"""The command line: ``python -m derive report | list``.
+
+Usage errors print one line and exit 2; a run whose claims or outputs fall short exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .core import DeriveError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump, no traceback)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _formats(text: str):
+    from .report import FORMATS
+    items = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in items if f not in FORMATS]
+    if unknown or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(map(repr, unknown)) or repr(text)}: "
+            f"choose from {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    p = _Parser(prog="derive", description=(
+        "Symbolic derivation verifier: proves the batch-normalization derivations of Ioffe & "
+        "Szegedy (2015) for every batch size N, corroborates each claim independently "
+        "(explicit N, numeric instances), and writes a LaTeX/PDF report and a JSON "
+        "certificate."))
+    p.add_argument("--version", action="version", version=f"derive {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    r = sub.add_parser("report", help="check every claim and write the report",
+                       description="Check every claim of the centering report ([BN] §2) and "
+                                   "write reports/centering.{tex,pdf,json}. Without a TeX "
+                                   "engine the .tex and .json are still written.")
+    r.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                   help="directory for the outputs (default: reports)")
+    r.add_argument("--format", type=_formats, default=("tex", "pdf", "json"),
+                   metavar="LIST", help="comma-separated subset of tex,pdf,json,md "
+                                        "(default: tex,pdf,json)")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    lst = sub.add_parser("list", help="check every claim and print a table of verdicts",
+                         description="Check every built-in claim and print id, verdict, "
+                                     "the catalog's expected verdict and the evidence.")
+    lst.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return None
+
+    def report(n, total, result):
+        agree = sum(e.ok for e in result.evidence)
+        print(f"[{n}/{total}] {result.id:<36} {result.verdict.status:<9} "
+              f"({agree}/{len(result.evidence)} layers agree, {result.seconds:.2f} s)",
+              file=sys.stderr, flush=True)
+    return report
+
+
+def cmd_report(args) -> int:
+    from .report import build
+    t0 = time.perf_counter()
+    results, written, warnings = build("centering", args.out, args.format,
+                                       progress=_progress(args.quiet))
+    for path in written:
+        print(f"wrote {path}")
+    for w in warnings:
+        print(f"derive: {w}", file=sys.stderr)
+    bad = [r for r in results if r.claim.expected and r.verdict.status != r.claim.expected]
+    for r in bad:
+        print(f"derive: {r.id}: verdict {r.verdict.status}, catalog expects "
+              f"{r.claim.expected}: {r.verdict.reason}", file=sys.stderr)
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return EXIT_FAIL if bad or warnings else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from .claims import all_claims
+    from .verify import check_all
+    results = check_all(all_claims(), progress=_progress(args.quiet))
+    rows = [("claim", "verdict", "expected", "evidence")]
+    for r in results:
+        rows.append((r.id, r.verdict.status, r.claim.expected or "-",
+                     ", ".join(f"{e.kind} {'ok' if e.ok else 'NO'}" for e in r.evidence)))
+    widths = [max(len(row[c]) for row in rows) for c in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    return EXIT_OK if all(r.verdict.status == (r.claim.expected or r.verdict.status)
+                          for r in results) else EXIT_FAIL
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"report": cmd_report, "list": cmd_list}[args.command](args)
+    except DeriveError as err:
+        print(f"derive: error: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print("derive: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The machine-readable certificate: every claim, its verdict, its proof and its evidence.
+
+Byte-for-byte reproducible: keys are sorted, floats are rounded to a fixed number of
+significant digits, and wall times are left out (``timings`` writes them separately).
+"""
+
+from __future__ import annotations
+
+import json
+
+import sympy as sp
+
+from ..core import Result
+from ..rules import RULES
+from .common import library_versions
+from .latex import equation_tex, tex
+
+FORMAT_VERSION = 1
+
+
+def _clean(value):
+    """JSON-ready, deterministic: floats to 3 significant digits, SymPy to strings."""
+    if isinstance(value, float):
+        return float(f"{value:.3g}")
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, sp.Basic):
+        return sp.sstr(value)
+    return value
+
+
+def _steps(steps):
+    return [{"rule": s.rule, "result": tex(s.after), "rechecked": s.checks, "ok": s.ok}
+            for s in steps]
+
+
+def claim_json(result: Result, budget: float) -> dict:
+    c, v = result.claim, result.verdict
+    out = {
+        "id": c.id,
+        "title": c.title,
+        "verdict": v.status,
+        "expected": c.expected,
+        "reason": v.reason,
+        "statement": r" \quad\text{and}\quad ".join(equation_tex(e) for e in c.equations),
+        "equations": [{"label": e.label, "latex": equation_tex(e), "lhs": sp.sstr(e.lhs),
+                       "rhs": sp.sstr(e.rhs)} for e in c.equations],
+        "text": c.text,
+        "assumptions": list(c.assumptions),
+        "min_batch_size": c.min_size,
+        "source": c.source,
+        "uses": list(c.uses),
+        "proof": [{"part": n, "label": p.equation.label, "lhs_steps": _steps(p.lhs_steps),
+                   "rhs_steps": _steps(p.rhs_steps), "residual": sp.sstr(p.residual),
+                   "residual_latex": tex(p.residual)}
+                  for n, p in enumerate(result.proof)],
+        "evidence": [{"kind": e.kind, "ok": e.ok, "summary": e.summary, **_clean(e.details)}
+                     for e in result.evidence],
+        "time_budget_s": budget,
+        "within_budget": result.seconds <= budget,
+    }
+    if v.residual is not None:
+        out["residual"] = {"text": sp.sstr(v.residual), "latex": tex(v.residual)}
+    if v.counterexample is not None:
+        cex = v.counterexample
+        out["counterexample"] = {
+            "N": cex.size, "part": cex.part, "values": _clean(cex.values),
+            "function": cex.function, "lhs": sp.sstr(cex.lhs), "rhs": sp.sstr(cex.rhs),
+            "residual": sp.sstr(cex.residual), "exact": True}
+    return out
+
+
+def certificate(story, results: list[Result], settings) -> str:
+    doc = {
+        "format": FORMAT_VERSION,
+        "report": story.name,
+        "title": story.title,
+        "libraries": library_versions(),
+        "settings": _clean(vars(settings)),
+        "summary": {s: sum(r.verdict.status == s for r in results)
+                    for s in ("proved", "refuted", "undecided")},
+        "rules": [{"name": r.name, "latex": r.latex, "description": r.description}
+                  for r in RULES.values()],
+        "claims": [claim_json(r, settings.budget) for r in results],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def timings(results: list[Result]) -> str:
+    doc = {"claims": [{"id": r.id, "seconds": round(r.seconds, 4),
+                       "layers": {e.kind: round(e.seconds, 4) for e in r.evidence}}
+                      for r in results]}
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,59 @@
+"""Markdown: the report as a page that renders on GitHub and in Jupyter ($...$ math)."""
+
+from __future__ import annotations
+
+import re
+
+from ..core import Result
+from .common import evidence_rows, verdict_phrase
+from .latex import equation_tex, tex
+
+_INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
+           (r"\\texttt\{([^{}]*)\}", r"`\1`"), (r"\\S ", "§"), (r"\\&", "&"),
+           (r"\\verdict\{[a-z]+\}\{([^{}]*)\}", r"**\1**"), (r"~\\ref\{[^{}]*\}", " below"),
+           (r"\\\[", "$$"), (r"\\\]", "$$"), (r"``", '"'), (r"''", '"'), (r" -- ", " – "),
+           (r"\\_", "_")]
+
+
+def prose(latex_text: str) -> str:
+    """LaTeX prose (text with $math$) as Markdown."""
+    out = latex_text
+    for pattern, repl in _INLINE:
+        out = re.sub(pattern, repl, out)
+    return out
+
+
+def claim_md(result: Result) -> str:
+    c, v = result.claim, result.verdict
+    lines = [f"### {c.title} — `{c.id}`", "", f"**{verdict_phrase(result)}**", "",
+             prose(c.text), ""]
+    lines += [f"$$ {equation_tex(e)} $$" for e in c.equations]
+    lines += ["", "Assumptions: " + ", ".join(f"${a}$" for a in c.assumptions)
+              + (f". Source: {prose(c.source)}." if c.source else ""), ""]
+    for n, part in enumerate(result.proof, 1):
+        chain = " → ".join(f"`{s.rule}`" for s in part.lhs_steps + part.rhs_steps) or "—"
+        lines.append(f"- part {n} ({part.equation.label}): rules {chain}; residual "
+                     f"${tex(part.residual)}$")
+    if v.counterexample is not None:
+        cex = v.counterexample
+        vals = ", ".join(f"{k} = {v}" for k, v in cex.values.items())
+        lines += ["", f"Counterexample (smallest N = {cex.size}): {vals}"
+                  + (f", {cex.function}" if cex.function else "")
+                  + f"; left = ${tex(cex.lhs)}$, right = ${tex(cex.rhs)}$, residual "
+                  f"${tex(cex.residual)}$ (exact)."]
+    lines += ["", "| layer | finding | agrees |", "|---|---|---|"]
+    lines += [f"| {k} | {f} | {'yes' if ok else 'no'} |" for k, f, ok in evidence_rows(result)]
+    return "\n".join(lines) + "\n"
+
+
+def document(story, results: list[Result], settings=None) -> str:
+    by_id = {r.id: r for r in results}
+    out = [f"# {prose(story.title)}", "", prose(story.abstract), "",
+           "| claim | verdict |", "|---|---|"]
+    out += [f"| `{r.id}` | {verdict_phrase(r)} |" for r in results]
+    for section in story.sections:
+        out += ["", f"## {prose(section.title)}", "", prose(section.text), ""]
+        out += [claim_md(by_id[cid]) for cid in section.claims]
+        if section.after:
+            out += [prose(section.after), ""]
+    return "\n".join(out) + "\n"

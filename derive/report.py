@@ -1,0 +1,80 @@
+"""Write a topic's report: check its claims, render each format, write all files or none."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from . import pdf
+from .claims import TOPICS
+from .core import DeriveError
+from .render import certificate, latex, markdown
+from .verify import Settings, check_all
+
+FORMATS = ("tex", "pdf", "json", "md")
+DEFAULT_FORMATS = ("tex", "pdf", "json")
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create ``out`` if needed; refuse a path that is a file or is not writable."""
+    if out.exists() and not out.is_dir():
+        raise DeriveError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DeriveError(f"--out {out}: cannot create it ({err.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DeriveError(f"--out {out}: not writable")
+    return out
+
+
+def write_atomically(files: dict[Path, bytes]) -> None:
+    """Write every file to a temporary name first, then rename them all into place."""
+    staged = []
+    try:
+        for path, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o644)
+            staged.append((tmp, path))
+    except OSError as err:
+        for tmp, _ in staged:
+            os.unlink(tmp)
+        raise DeriveError(f"cannot write {path}: {err.strerror}") from None
+    for tmp, path in staged:
+        os.replace(tmp, path)
+
+
+def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = Settings(),
+          progress=None):
+    """Check the topic's claims and write its report.  Returns (results, written, warnings)."""
+    module = TOPICS[topic]
+    story = module.story()
+    out = prepare_out_dir(out)
+    results = check_all(module.claims(), settings, progress)
+    from importlib import metadata
+    try:
+        version = metadata.version("derive")
+    except metadata.PackageNotFoundError:
+        version = "(source tree)"
+    story = type(story)(**{**vars(story), "version": version})
+    tex_source = latex.document(story, results, settings)
+    files: dict[Path, bytes] = {}
+    warnings: list[str] = []
+    if "tex" in formats:
+        files[out / f"{story.name}.tex"] = tex_source.encode()
+    if "json" in formats:
+        files[out / f"{story.name}.json"] = certificate.certificate(story, results,
+                                                                    settings).encode()
+        files[out / f"{story.name}.timings.json"] = certificate.timings(results).encode()
+    if "md" in formats:
+        files[out / f"{story.name}.md"] = markdown.document(story, results).encode()
+    if "pdf" in formats:
+        try:
+            files[out / f"{story.name}.pdf"] = pdf.build_pdf(tex_source, story.name)
+        except pdf.PdfUnavailable as err:
+            warnings.append(str(err))
+    write_atomically(files)
+    return results, sorted(files), warnings

@@ -1,0 +1,26 @@
+"""A report's narrative: sections of prose, each followed by the claims it presents.
+
+A topic module supplies a ``Story``; the renderers interleave it with the checked results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    text: str                      # LaTeX prose shown before the claims
+    claims: tuple[str, ...] = ()   # claim ids, in the order they are presented
+    after: str = ""                # LaTeX prose shown after the claims
+
+
+@dataclass(frozen=True)
+class Story:
+    name: str                      # the output file stem: reports/<name>.tex
+    title: str
+    abstract: str
+    sections: tuple[Section, ...]
+    version: str = ""
+    references: tuple[str, ...] = field(default_factory=tuple)
