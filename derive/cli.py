@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--format", type=_formats, default=("tex", "pdf", "json"),
                    metavar="LIST", help="comma-separated subset of tex,pdf,json,md "
                                         "(default: tex,pdf,json)")
+    r.add_argument("--timings", action="store_true",
+                   help="add wall times to the .tex and .json (then they differ run to run; "
+                        "by default both are reproducible byte for byte)")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     lst = sub.add_parser("list", help="check every claim and print a table of verdicts",
                          description="Check every built-in claim and print id, verdict, "
@@ -76,7 +79,7 @@ def cmd_report(args) -> int:
     from .report import build
     t0 = time.perf_counter()
     results, written, warnings = build("centering", args.out, args.format,
-                                       progress=_progress(args.quiet))
+                                       progress=_progress(args.quiet), timings=args.timings)
     for path in written:
         print(f"wrote {path}")
     for w in warnings:

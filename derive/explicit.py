@@ -49,6 +49,11 @@ class ExplicitBatch:
         return dict(self._samples)
 
     def _index_value(self, idx, env):
+        if idx in env:
+            t = env[idx]
+            if not 1 <= t <= self.size:
+                raise Unsupported(f"sample index {t} outside 1..{self.size}")
+            return t
         value = sp.sympify(idx).xreplace({k: sp.Integer(v) for k, v in env.items()})
         if not value.is_Integer:
             raise Unsupported(f"sample index {idx} is not bound to a sample")

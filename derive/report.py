@@ -48,7 +48,7 @@ def write_atomically(files: dict[Path, bytes]) -> None:
 
 
 def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = Settings(),
-          progress=None):
+          progress=None, timings: bool = False):
     """Check the topic's claims and write its report.  Returns (results, written, warnings)."""
     module = TOPICS[topic]
     story = module.story()
@@ -60,14 +60,14 @@ def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = S
     except metadata.PackageNotFoundError:
         version = "(source tree)"
     story = type(story)(**{**vars(story), "version": version})
-    tex_source = latex.document(story, results, settings)
+    tex_source = latex.document(story, results, settings, timings)
     files: dict[Path, bytes] = {}
     warnings: list[str] = []
     if "tex" in formats:
         files[out / f"{story.name}.tex"] = tex_source.encode()
     if "json" in formats:
-        files[out / f"{story.name}.json"] = certificate.certificate(story, results,
-                                                                    settings).encode()
+        files[out / f"{story.name}.json"] = certificate.certificate(
+            story, results, settings, timings).encode()
         files[out / f"{story.name}.timings.json"] = certificate.timings(results).encode()
     if "md" in formats:
         files[out / f"{story.name}.md"] = markdown.document(story, results).encode()

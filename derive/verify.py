@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import sympy as sp
 
 from . import counterexample, numeric
@@ -25,6 +24,7 @@ from .core import (PROVED, REFUTED, Claim, Evidence, OutOfTime, PartProof, Resul
                    Unsupported, Verdict)
 from .explicit import ExplicitBatch, free_indices, index_assignments
 from .rules import reduce
+from .text import text
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def prove_part(claim: Claim, n: int) -> PartProof:
     lhs_steps, rhs_steps = reduce(eq.lhs), reduce(eq.rhs)
     lhs = lhs_steps[-1].after if lhs_steps else eq.lhs
     rhs = rhs_steps[-1].after if rhs_steps else eq.rhs
-    residual = sp.cancel(sp.together(lhs - rhs)) if lhs != rhs else sp.S.Zero
+    residual = sp.factor(sp.cancel(sp.together(lhs - rhs))) if lhs != rhs else sp.S.Zero
     return PartProof(eq, lhs_steps, rhs_steps, residual)
 
 
@@ -98,7 +98,7 @@ def symbolic_layer(claim: Claim, settings: Settings):
     zero = all(p.proved for p in parts)
     summary = (f"every residual reduces to 0 in {steps} named steps, each re-checked"
                if zero else "a residual does not reduce to 0: "
-               + ", ".join(sp.sstr(p.residual) for p in parts if not p.proved))
+               + ", ".join(text(p.residual) for p in parts if not p.proved))
     return parts, Evidence("symbolic", zero, summary,
                            {"steps": steps, "rules": sorted({s.rule for p in parts for s in
                                                              p.lhs_steps + p.rhs_steps})},
@@ -206,12 +206,12 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
                                       f"fails at N = {cex.size} (smallest failing batch size)")
             evidence.append(Evidence(
                 "counterexample", True,
-                f"N = {cex.size}: residual {sp.sstr(cex.residual)} (exact)",
-                {"N": cex.size, "residual": sp.sstr(cex.residual)},
+                f"N = {cex.size}: residual {text(cex.residual)} (exact)",
+                {"N": cex.size, "residual": text(cex.residual)},
                 time.perf_counter() - c0))
         else:
             reason = (symbolic.summary if not parts else
-                      f"the residual {sp.sstr(residual)} does not reduce to 0 and no "
+                      f"the residual {text(residual)} does not reduce to 0 and no "
                       f"counterexample was found up to N = {settings.counterexample_max_size}")
             verdict = Verdict.undecided(reason, residual)
     # what each layer found, judged against the verdict
@@ -233,4 +233,4 @@ def check_all(claims, settings: Settings = Settings(), progress=None) -> list[Re
     return results
 
 
-__all__ = ["Settings", "check", "check_all", "prove_part", "explicit_holds", "np"]
+__all__ = ["Settings", "check", "check_all", "prove_part", "explicit_holds"]

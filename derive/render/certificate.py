@@ -36,7 +36,7 @@ def _steps(steps):
             for s in steps]
 
 
-def claim_json(result: Result, budget: float) -> dict:
+def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
     c, v = result.claim, result.verdict
     out = {
         "id": c.id,
@@ -61,6 +61,10 @@ def claim_json(result: Result, budget: float) -> dict:
         "time_budget_s": budget,
         "within_budget": result.seconds <= budget,
     }
+    if timings:
+        out["seconds"] = round(result.seconds, 3)
+        for item, e in zip(out["evidence"], result.evidence):
+            item["seconds"] = round(e.seconds, 3)
     if v.residual is not None:
         out["residual"] = {"text": sp.sstr(v.residual), "latex": tex(v.residual)}
     if v.counterexample is not None:
@@ -72,7 +76,7 @@ def claim_json(result: Result, budget: float) -> dict:
     return out
 
 
-def certificate(story, results: list[Result], settings) -> str:
+def certificate(story, results: list[Result], settings, timings: bool = False) -> str:
     doc = {
         "format": FORMAT_VERSION,
         "report": story.name,
@@ -83,7 +87,7 @@ def certificate(story, results: list[Result], settings) -> str:
                     for s in ("proved", "refuted", "undecided")},
         "rules": [{"name": r.name, "latex": r.latex, "description": r.description}
                   for r in RULES.values()],
-        "claims": [claim_json(r, settings.budget) for r in results],
+        "claims": [claim_json(r, settings.budget, timings) for r in results],
     }
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

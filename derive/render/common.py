@@ -12,7 +12,7 @@ from ..story import Section, Story  # noqa: F401  (re-exported for the renderers
 def verdict_phrase(result: Result) -> str:
     v = result.verdict
     if v.status == PROVED:
-        return f"PROVED for every N >= {result.claim.min_size}"
+        return f"PROVED for every N ≥ {result.claim.min_size}"
     if v.status == REFUTED:
         return f"REFUTED at N = {v.counterexample.size}"
     return "UNDECIDED"

@@ -13,7 +13,7 @@ from sympy.printing.latex import LatexPrinter
 from ..calculus import BatchSum, Grad, Held, Mean
 from ..core import PROVED, REFUTED, Result
 from ..rules import RULES
-from .common import Story, evidence_rows, library_versions, verdict_phrase
+from .common import Story, evidence_rows, library_versions
 
 
 class BatchLatexPrinter(LatexPrinter):
@@ -95,17 +95,29 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 """
 
 
+_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+            "^": r"\textasciicircum{}"}
+_UNICODE = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "δ": r"$\delta$",
+            "Δ": r"$\Delta$", "ε": r"$\varepsilon$", "η": r"$\eta$", "θ": r"$\theta$",
+            "μ": r"$\mu$", "σ": r"$\sigma$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
+            "≥": r"$\ge$", "→": r"$\to$"}
+
+
 def _escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
-                 ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"),
-                 ("^", r"\^{}")):
-        text = text.replace(a, b)
-    return text
+    """Plain text (summaries, reasons) as LaTeX text, in one pass."""
+    return "".join(_SPECIAL.get(ch) or _UNICODE.get(ch) or ch for ch in text)
 
 
 def _verdict_box(result: Result) -> str:
-    status = result.verdict.status
-    return rf"\verdict{{{status}}}{{{_escape(verdict_phrase(result))}}}"
+    v = result.verdict
+    if v.status == PROVED:
+        phrase = rf"PROVED for every $N \ge {result.claim.min_size}$"
+    elif v.status == REFUTED:
+        phrase = rf"REFUTED at $N = {v.counterexample.size}$"
+    else:
+        phrase = "UNDECIDED"
+    return rf"\verdict{{{v.status}}}{{{phrase}}}"
 
 
 def _steps_tex(label: str, start, steps) -> list[str]:
@@ -173,7 +185,7 @@ def _fn_tex(text: str) -> str:
 
 
 def _evidence_tex(result: Result) -> list[str]:
-    lines = [r"\par\smallskip\begin{tabular}{@{}lp{0.62\linewidth}l@{}}", r"\toprule",
+    lines = [r"\par\smallskip\begin{tabular}{@{}lp{0.68\linewidth}l@{}}", r"\toprule",
              r"layer & finding & agrees \\ \midrule"]
     for kind, finding, ok in evidence_rows(result):
         lines.append(rf"{kind} & {_escape(finding)} & {'yes' if ok else 'no'} \\")
@@ -185,7 +197,7 @@ def claim_tex(result: Result) -> str:
     c = result.claim
     eqs = r" \\ ".join(equation_tex(e) for e in c.equations)
     lines = [rf"\begin{{claimenv}}[{_escape(c.title)}]\label{{claim:{c.id}}}",
-             rf"\texttt{{{c.id}}} \hfill {_verdict_box(result)}\par",
+             rf"\texttt{{{c.id}}}\par\smallskip {_verdict_box(result)}\par",
              c.text,
              r"\begin{gather*}" + eqs + r"\end{gather*}",
              r"\emph{Assumptions:} $" + r"$, $".join(c.assumptions) + r"$."
@@ -224,44 +236,61 @@ def rules_appendix() -> list[str]:
     return lines
 
 
-def log_appendix(results, settings) -> list[str]:
+def _log_row(e) -> tuple[str, str, str]:
+    """(checks, failures, max. error) of one evidence item, for the log table."""
+    d = e.details
+    if e.kind == "symbolic":
+        return f"{d.get('steps', 0)} steps", "", ""
+    if e.kind == "explicit":
+        return f"{len(d['holds_at']) + len(d['fails_at'])} sizes", str(len(d["fails_at"])), ""
+    if e.kind == "numeric":
+        count = d["random"]["instances"] + d["hypothesis"]["instances"]
+        fails = d["random"]["failures"] + int(d["hypothesis"]["failed"])
+        err = max(d["random"]["max_error"], d["hypothesis"]["max_error"])
+        return f"{count} instances", str(fails), f"{err:.1e}"
+    if e.kind == "counterexample":
+        return f"$N = {d['N']}$", "", ""
+    return "", "", ""
+
+
+def log_appendix(results, settings, timings: bool = False) -> list[str]:
+    cols = "llrrr" + ("r" if timings else "") + "l"
     lines = [r"\section{Log of every check}\label{app:log}",
              r"Each claim was checked by every layer below. \emph{symbolic}: the rule table, "
              r"for a symbolic $N$. \emph{explicit}: plain SymPy with every sum written out, "
              rf"$N = {settings.explicit_sizes[0]}, \dots, {settings.explicit_sizes[-1]}$. "
              r"\emph{numeric}: float64 instances, seeded NumPy and derandomized Hypothesis, "
              r"derivatives by the complex step; error "
-             r"$|\text{left}-\text{right}|/(1+\max(|\text{left}|,|\text{right}|))$, "
-             r"tolerance $10^{-9}$. \emph{counterexample}: an exact search from the smallest "
+             r"$|\text{left}-\text{right}|/(1+\max(|\text{left}|,|\text{right}|))$ over the "
+             r"instances that pass, tolerance $10^{-9}$; a failure is an instance above it. "
+             r"\emph{counterexample}: an exact search from the smallest "
              rf"batch size up to $N = {settings.counterexample_max_size}$. "
              rf"The symbolic proof of each claim ran under a time budget of "
              rf"{settings.budget:g}\,s.",
-             r"\begin{center}\small\begin{tabular}{@{}llrrl@{}}", r"\toprule",
-             r"claim & layer & instances & max.\ error & agrees \\ \midrule"]
+             rf"\begin{{center}}\small\begin{{tabular}}{{@{{}}{cols}@{{}}}}", r"\toprule",
+             r"claim & layer & checks & failures & max.\ error & "
+             + (r"time (s) & " if timings else "") + r"agrees \\ \midrule"]
     for r in results:
-        for e in r.evidence:
-            count, err = "", ""
-            if e.kind == "numeric":
-                count = str(e.details["random"]["instances"]
-                            + e.details["hypothesis"]["instances"])
-                err = f"{max(e.details['random']['max_error'], e.details['hypothesis']['max_error']):.1e}"
-            elif e.kind == "explicit":
-                count = str(len(e.details["holds_at"]) + len(e.details["fails_at"]))
-            elif e.kind == "symbolic":
-                count = str(e.details.get("steps", ""))
-            lines.append(rf"\texttt{{{r.id}}} & {e.kind} & {count} & {err} & "
+        for n, e in enumerate(r.evidence):
+            checks, fails, err = _log_row(e)
+            name = rf"\texttt{{{r.id}}}" if n == 0 else ""
+            time_cell = f"{e.seconds:.2f} & " if timings else ""
+            lines.append(rf"{name} & {e.kind} & {checks} & {fails} & {err} & {time_cell}"
                          rf"{'yes' if e.ok else 'no'} \\")
+        lines.append(r"\addlinespace[0.2em]")
     lines += [r"\bottomrule", r"\end{tabular}\end{center}",
-              r"Instances: for \emph{symbolic}, the number of proof steps; for "
-              r"\emph{explicit}, the number of batch sizes. Libraries: "
+              r"Libraries: "
               + ", ".join(f"{_escape(k)} {_escape(v)}" for k, v in library_versions().items())
-              + ". Wall times are not part of this document, so that it is reproducible "
-              r"byte for byte; \texttt{derive report} prints them and writes them to the "
-              r"\texttt{.timings.json} file beside it."]
+              + "."]
+    if not timings:
+        lines.append(r"Wall times are left out of this document so that it is reproducible "
+                     r"byte for byte; \texttt{derive report} prints them, writes them to "
+                     r"the \texttt{.timings.json} file beside it, and adds them here with "
+                     r"\texttt{--timings}.")
     return lines
 
 
-def document(story: Story, results: list[Result], settings) -> str:
+def document(story: Story, results: list[Result], settings, timings: bool = False) -> str:
     by_id = {r.id: r for r in results}
     n_proved = sum(r.verdict.status == PROVED for r in results)
     n_refuted = sum(r.verdict.status == REFUTED for r in results)
@@ -284,6 +313,6 @@ def document(story: Story, results: list[Result], settings) -> str:
                      + "\n\n".join(story.references))
     parts.append(r"\appendix")
     parts += rules_appendix()
-    parts += log_appendix(results, settings)
+    parts += log_appendix(results, settings, timings)
     parts.append(r"\end{document}")
     return "\n\n".join(parts) + "\n"

@@ -1,0 +1,82 @@
+"""Speed figures for the centering report; prints a table.  Run: python benchmarks/bench.py
+
+Figures measured here, on the machine that runs it:
+* the report as .tex + .json (budget 10 s), and what the PDF adds;
+* the symbolic-N proof of each claim (budget 1 s each);
+* the explicit-N check of centering.update-cancels at N = 1024 (budget 1 s), next to plain
+  term-by-term SymPy at smaller N for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import sympy as sp
+
+from derive import pdf
+from derive.claims import centering
+from derive.render import latex
+from derive.report import build
+from derive.verify import Settings, explicit_holds, symbolic_layer
+
+
+def timed(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def term_by_term(n: int) -> bool:
+    """The update-cancels identity at explicit N, every sample's sum expanded separately."""
+    u = sp.symbols(f"u1:{n + 1}")
+    b, db = sp.symbols("b db")
+    mean = lambda xs: sp.Add(*xs) / n  # noqa: E731
+    new = [ui + b + db for ui in u]
+    old = [ui + b for ui in u]
+    return all(sp.expand((new[i] - mean(new)) - (old[i] - mean(old))) == 0 for i in range(n))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t_texjson, _ = timed(lambda: build("centering", Path(tmp), ("tex", "json")), 1)
+        rows.append(("report .tex + .json (wall, in process)", t_texjson, 10.0))
+        if pdf.tex_available():
+            story = centering.story()
+            results, _, _ = build("centering", Path(tmp), ("tex",))
+            source = latex.document(story, results, Settings())
+            t_pdf, _ = timed(lambda: pdf.build_pdf(source, "centering"), 1)
+            rows.append(("PDF compile added (latexmk, pdflatex)", t_pdf, None))
+    for claim in centering.claims():
+        t, _ = timed(lambda: symbolic_layer(claim, Settings()), args.repeat)
+        rows.append((f"symbolic proof {claim.id}", t, 1.0))
+    update = next(c for c in centering.claims() if c.id == "centering.update-cancels")
+    for n in (8, 128, 1024):
+        t, ok = timed(lambda: explicit_holds(update, n), args.repeat)
+        assert ok
+        rows.append((f"explicit update-cancels N = {n} (shared statistics)", t,
+                     1.0 if n == 1024 else None))
+    for n in (32, 64, 128):
+        t, ok = timed(lambda: term_by_term(n), 1)
+        assert ok
+        rows.append((f"explicit update-cancels N = {n} (term by term, for scale)", t, None))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measurement'.ljust(width)}  {'seconds':>8}  budget")
+    for name, t, budget in rows:
+        verdict = "" if budget is None else (f"<= {budget:g} s " + ("ok" if t <= budget
+                                                                  else "OVER"))
+        print(f"{name.ljust(width)}  {t:8.3f}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
