@@ -33,6 +33,15 @@ def _formats(text: str):
     return tuple(dict.fromkeys(items))
 
 
+def _out_dir(text: str) -> Path:
+    """--out: a directory that exists or can be created, and can be written."""
+    from .report import prepare_out_dir
+    try:
+        return prepare_out_dir(Path(text))
+    except DeriveError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--out ")) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     p = _Parser(prog="derive", description=(
@@ -47,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Check every claim of the centering report ([BN] §2) and "
                                    "write reports/centering.{tex,pdf,json}. Without a TeX "
                                    "engine the .tex and .json are still written.")
-    r.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+    r.add_argument("--out", type=_out_dir, default="reports", metavar="DIR",
                    help="directory for the outputs (default: reports)")
     r.add_argument("--format", type=_formats, default=("tex", "pdf", "json"),
                    metavar="LIST", help="comma-separated subset of tex,pdf,json,md "

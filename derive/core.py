@@ -44,6 +44,10 @@ class Equation:
     rhs: sp.Expr
     label: str = ""
 
+    def __post_init__(self):
+        object.__setattr__(self, "lhs", sp.sympify(self.lhs))
+        object.__setattr__(self, "rhs", sp.sympify(self.rhs))
+
     @property
     def residual(self) -> sp.Expr:
         return self.lhs - self.rhs

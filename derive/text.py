@@ -16,6 +16,8 @@ def _plain_name(name: str) -> str:
 
 
 class TextPrinter(StrPrinter):
+    printmethod = "_derive_text"  # ignore the objects' own _sympystr (Indexed has one)
+
     def _print_Symbol(self, expr):
         return _plain_name(expr.name)
 
