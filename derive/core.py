@@ -116,7 +116,7 @@ class Counterexample:
     lhs: sp.Expr
     rhs: sp.Expr
     part: int = 0
-    function: str = ""  # which instance of an arbitrary function, if any
+    functions: tuple = ()  # (arbitrary function, the Lambda it was instantiated with), ...
 
     @property
     def residual(self) -> sp.Expr:

@@ -81,6 +81,6 @@ def _search_at(claim, size, choice, bases, params):
                           for b in bases}
                 values.update({str(p): numbers[p] for p in params})
                 values.update({str(k): v for k, v in env.items()})
-                fn = ", ".join(f"{f.__name__} = {sp.sstr(lam)}" for f, lam in choice.items())
-                return Counterexample(size, values, lv, rv, part=n, function=fn)
+                return Counterexample(size, values, lv, rv, part=n,
+                                      functions=tuple(choice.items()))
     return None

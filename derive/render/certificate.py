@@ -13,7 +13,10 @@ import sympy as sp
 from ..core import Result
 from ..rules import RULES
 from .common import library_versions
+from ..text import text
 from .latex import equation_tex, tex
+
+z = sp.Symbol("z")
 
 FORMAT_VERSION = 1
 
@@ -71,7 +74,7 @@ def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
         cex = v.counterexample
         out["counterexample"] = {
             "N": cex.size, "part": cex.part, "values": _clean(cex.values),
-            "function": cex.function, "lhs": sp.sstr(cex.lhs), "rhs": sp.sstr(cex.rhs),
+            "functions": {text(f(z)): text(lam(z)) for f, lam in cex.functions}, "lhs": sp.sstr(cex.lhs), "rhs": sp.sstr(cex.rhs),
             "residual": sp.sstr(cex.residual), "exact": True}
     return out
 

@@ -59,6 +59,7 @@ class BatchLatexPrinter(LatexPrinter):
 
 
 _PRINTER = BatchLatexPrinter({"mul_symbol": None})
+_Z = sp.Symbol("z", real=True)
 
 
 def tex(expr) -> str:
@@ -82,7 +83,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{xcolor}
 \usepackage[hidelinks]{hyperref}
 \allowdisplaybreaks
-\pdfinfoomitdate=1 \pdftrailerid{} \pdfsuppressptexinfo=-1
+\ifdefined\pdftrailerid \pdfinfoomitdate=1 \pdftrailerid{} \pdfsuppressptexinfo=-1 \fi
 \definecolor{proved}{HTML}{1B7F3B}
 \definecolor{refuted}{HTML}{B3261E}
 \definecolor{undecided}{HTML}{8A6D00}
@@ -166,7 +167,8 @@ def _counterexample_tex(result: Result) -> list[str]:
         values.append(f"{name} = {shown}")
     lines = [r"\paragraph{Counterexample.} The smallest batch size that fails is "
              rf"$N = {cex.size}$. Take ${', '.join(values)}$"
-             + (rf" and ${_fn_tex(cex.function)}$" if cex.function else "") + ". Then",
+             + "".join(rf" and ${tex(f(_Z))} = {tex(lam(_Z))}$" for f, lam in cex.functions)
+             + ". Then",
              r"\[ \text{left} = " + tex(cex.lhs) + r",\qquad \text{right} = " + tex(cex.rhs)
              + r",\qquad \text{left} - \text{right} = " + tex(cex.residual) + r" \ne 0, \]",
              r"computed in exact arithmetic with every sum written out."]
@@ -174,14 +176,6 @@ def _counterexample_tex(result: Result) -> list[str]:
         lines.append(r"For every $N$ the residual is exactly "
                      rf"$\text{{left}} - \text{{right}} = {tex(result.verdict.residual)}$.")
     return lines
-
-
-def _fn_tex(text: str) -> str:
-    # "theta = Lambda(z, Max(0, z))" -> \theta(z) = \max(0, z)
-    name, _, lam = text.partition(" = ")
-    expr = sp.sympify(lam.strip(), locals={"Lambda": sp.Lambda})
-    head = r"\theta" if name.strip() == "theta" else name.strip()
-    return rf"{head}(z) = {sp.latex(expr.expr)}"
 
 
 def _evidence_tex(result: Result) -> list[str]:

@@ -6,6 +6,7 @@ import re
 
 from ..core import Result
 from .common import evidence_rows, verdict_phrase
+from .latex import _Z as z
 from .latex import equation_tex, tex
 
 _INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
@@ -36,9 +37,10 @@ def claim_md(result: Result) -> str:
                      f"${tex(part.residual)}$")
     if v.counterexample is not None:
         cex = v.counterexample
-        vals = ", ".join(f"{k} = {v}" for k, v in cex.values.items())
+        vals = ", ".join(f"${k} = {tex(tuple(v)) if isinstance(v, list) else tex(v)}$"
+                         for k, v in cex.values.items())
         lines += ["", f"Counterexample (smallest N = {cex.size}): {vals}"
-                  + (f", {cex.function}" if cex.function else "")
+                  + "".join(f", ${tex(f(z))} = {tex(lam(z))}$" for f, lam in cex.functions)
                   + f"; left = ${tex(cex.lhs)}$, right = ${tex(cex.rhs)}$, residual "
                   f"${tex(cex.residual)}$ (exact)."]
     lines += ["", "| layer | finding | agrees |", "|---|---|---|"]
