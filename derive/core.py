@@ -125,13 +125,18 @@ class Counterexample:
 
 @dataclass
 class Evidence:
-    """What one independent layer found.  ``ok`` means the layer agrees with the verdict."""
+    """What one independent layer found.
+
+    ``holds``: True when the layer found the statement true wherever it looked, False when it
+    found it failing, None when it could not tell.  ``ok``: the layer agrees with the verdict.
+    """
 
     kind: str
     ok: bool
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    holds: bool | None = None
 
 
 @dataclass

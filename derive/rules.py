@@ -14,7 +14,7 @@ from typing import Callable
 
 import sympy as sp
 
-from .calculus import BatchSum, Grad, Held, Mean, is_reduction
+from .calculus import BOUND_INDICES, BatchSum, Grad, Held, Mean, SampleIndex, is_reduction
 from .core import Step
 
 
@@ -95,7 +95,8 @@ def _sifting(expr):
         for n, f in enumerate(factors):
             if isinstance(f, sp.KroneckerDelta) and j in f.args:
                 other = f.args[1] if f.args[0] == j else f.args[0]
-                if other == j or not _free_of(other, j):
+                # only a sample index is known to lie in 1..N, where the delta picks a term
+                if not (isinstance(other, SampleIndex) or other in BOUND_INDICES) or other == j:
                     continue
                 rest = sp.Mul(*(factors[:n] + factors[n + 1:]))
                 picked = rest.xreplace({j: other})

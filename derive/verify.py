@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import counterexample, numeric
-from .core import (PROVED, REFUTED, Claim, Evidence, OutOfTime, PartProof, Result, Step,
-                   Unsupported, Verdict)
+from .core import (PROVED, REFUTED, Claim, DeriveError, Evidence, OutOfTime, PartProof,
+                   Result, Step, Verdict)
 from .explicit import ExplicitBatch, free_indices, index_assignments
 from .rules import reduce
 from .text import text
@@ -102,7 +102,7 @@ def symbolic_layer(claim: Claim, settings: Settings):
     return parts, Evidence("symbolic", zero, summary,
                            {"steps": steps, "rules": sorted({s.rule for p in parts for s in
                                                              p.lhs_steps + p.rhs_steps})},
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, holds=zero)
 
 
 # -- explicit ----------------------------------------------------------------------------------
@@ -127,7 +127,8 @@ def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
               ("; " if good and bad else "") + \
               (f"not an identity at N = {_ranges(bad)}" if bad else "")
     return Evidence("explicit", not bad, summary,
-                    {"holds_at": good, "fails_at": bad}, time.perf_counter() - t0)
+                    {"holds_at": good, "fails_at": bad}, time.perf_counter() - t0,
+                    holds=not bad)
 
 
 def _ranges(ns):
@@ -141,9 +142,9 @@ def _ranges(ns):
 
 def numeric_layer(claim: Claim, settings: Settings) -> Evidence:
     t0 = time.perf_counter()
-    worst, failures, count = 0.0, [], 0
+    worst, failures, count, cache = 0.0, [], 0, {}
     for inst in numeric.random_instances(claim, settings.random_instances):
-        err = numeric.instance_error(claim, inst)
+        err = numeric.instance_error(claim, inst, cache)
         count += 1
         if err > numeric.TOLERANCE:
             failures.append((err, inst))
@@ -159,14 +160,15 @@ def numeric_layer(claim: Claim, settings: Settings) -> Evidence:
     }
     if h_fail is not None:
         details["hypothesis"]["shrunk_failure"] = _instance_json(h_fail)
-        details["hypothesis"]["shrunk_error"] = numeric.instance_error(claim, h_fail)
+        details["hypothesis"]["shrunk_error"] = numeric.instance_error(claim, h_fail, cache)
     failed = bool(failures) or h_fail is not None
     total = count + h_count
     summary = (f"{total} instances ({count} random, {h_count} Hypothesis), max error "
                f"{max(worst, h_worst):.1e}" if not failed else
                f"fails on {len(failures)}/{count} random instances"
                + (f"; Hypothesis shrinks a failure to N = {h_fail.size}" if h_fail else ""))
-    return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0)
+    return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0,
+                    holds=not failed)
 
 
 def _instance_json(inst: numeric.Instance) -> dict:
@@ -179,48 +181,69 @@ def _instance_json(inst: numeric.Instance) -> dict:
 
 # -- the verdict -------------------------------------------------------------------------------
 
+def _layer(kind: str, run, *args) -> Evidence:
+    """Run one layer; a layer that cannot run reports why and can support no verdict."""
+    t0 = time.perf_counter()
+    try:
+        return run(*args)
+    except (DeriveError, ArithmeticError, TypeError, ValueError, RecursionError) as err:
+        return Evidence(kind, False, f"could not run: {err}", {"error": str(err)},
+                        time.perf_counter() - t0, holds=None)
+
+
 def check(claim: Claim, settings: Settings = Settings()) -> Result:
     """Run every layer on ``claim`` and decide its verdict."""
     t0 = time.perf_counter()
-    try:
-        parts, symbolic = symbolic_layer(claim, settings)
-    except (OutOfTime, Unsupported) as err:
-        parts, symbolic = [], Evidence("symbolic", False, str(err), {"error": str(err)})
-    explicit = explicit_layer(claim, settings)
-    num = numeric_layer(claim, settings)
+    parts: list[PartProof] = []
+
+    def symbolic_run():
+        found, ev = symbolic_layer(claim, settings)
+        parts.extend(found)
+        return ev
+
+    symbolic = _layer("symbolic", symbolic_run)
+    explicit = _layer("explicit", explicit_layer, claim, settings)
+    num = _layer("numeric", numeric_layer, claim, settings)
     evidence = [symbolic, explicit, num]
 
-    all_zero = bool(parts) and all(p.proved for p in parts)
-    if all_zero and explicit.ok and num.ok:
+    if symbolic.holds and explicit.holds and num.holds:
         verdict = Verdict.proved(f"proved for every N >= {claim.min_size}")
-    elif all_zero:
+    elif symbolic.holds:
         verdict = Verdict.undecided(
-            "the symbolic proof is contradicted by the "
-            + " and ".join(e.kind for e in (explicit, num) if not e.ok) + " layer")
+            "the symbolic proof is not corroborated: "
+            + "; ".join(f"{e.kind}: {e.summary}" for e in (explicit, num) if not e.holds))
     else:
-        c0 = time.perf_counter()
-        cex = counterexample.search(claim, settings.counterexample_max_size)
+        cex_ev = _layer("counterexample", _counterexample_layer, claim, settings)
+        cex = cex_ev.details.pop("found", None)
         residual = next((p.residual for p in parts if not p.proved), None)
         if cex is not None:
             verdict = Verdict.refuted(cex, residual,
                                       f"fails at N = {cex.size} (smallest failing batch size)")
-            evidence.append(Evidence(
-                "counterexample", True,
-                f"N = {cex.size}: residual {text(cex.residual)} (exact)",
-                {"N": cex.size, "residual": text(cex.residual)},
-                time.perf_counter() - c0))
+            evidence.append(cex_ev)
+        elif symbolic.holds is None:
+            verdict = Verdict.undecided(symbolic.summary)
         else:
-            reason = (symbolic.summary if not parts else
-                      f"the residual {text(residual)} does not reduce to 0 and no "
-                      f"counterexample was found up to N = {settings.counterexample_max_size}")
-            verdict = Verdict.undecided(reason, residual)
-    # what each layer found, judged against the verdict
-    for ev in (symbolic, explicit, num):
-        if verdict.status == REFUTED:
-            ev.ok = not ev.ok if ev.kind != "symbolic" or parts else False
-        elif verdict.status != PROVED:
-            ev.ok = False
+            verdict = Verdict.undecided(
+                f"the residual {text(residual)} does not reduce to 0 and no counterexample "
+                f"was found up to N = {settings.counterexample_max_size}", residual)
+    # each layer agrees with the verdict when what it found points the same way
+    for ev in evidence:
+        ev.ok = ((verdict.status == PROVED and ev.holds is True)
+                 or (verdict.status == REFUTED and ev.holds is False))
     return Result(claim, verdict, parts, evidence, time.perf_counter() - t0)
+
+
+def _counterexample_layer(claim: Claim, settings: Settings) -> Evidence:
+    t0 = time.perf_counter()
+    cex = counterexample.search(claim, settings.counterexample_max_size)
+    if cex is None:
+        return Evidence("counterexample", False,
+                        f"none found up to N = {settings.counterexample_max_size}", {},
+                        time.perf_counter() - t0, holds=None)
+    return Evidence("counterexample", True,
+                    f"N = {cex.size}: residual {text(cex.residual)} (exact)",
+                    {"N": cex.size, "residual": text(cex.residual), "found": cex},
+                    time.perf_counter() - t0, holds=False)
 
 
 def check_all(claims, settings: Settings = Settings(), progress=None) -> list[Result]:

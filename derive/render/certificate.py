@@ -29,7 +29,9 @@ def _clean(value):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
-    if isinstance(value, sp.Basic):
+    if isinstance(value, sp.Integer):
+        return int(value)
+    if isinstance(value, sp.Basic):  # exact values stay exact: "1/2", not 0.5
         return sp.sstr(value)
     return value
 
@@ -74,7 +76,8 @@ def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
         cex = v.counterexample
         out["counterexample"] = {
             "N": cex.size, "part": cex.part, "values": _clean(cex.values),
-            "functions": {text(f(z)): text(lam(z)) for f, lam in cex.functions}, "lhs": sp.sstr(cex.lhs), "rhs": sp.sstr(cex.rhs),
+            "functions": {text(f(z)): text(lam(z)) for f, lam in cex.functions},
+            "lhs": sp.sstr(cex.lhs), "rhs": sp.sstr(cex.rhs),
             "residual": sp.sstr(cex.residual), "exact": True}
     return out
 
