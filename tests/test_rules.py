@@ -116,7 +116,8 @@ def test_centered_values_have_mean_zero_for_symbolic_n():
 
 def test_sum_of_centered_values_times_a_sample_reduces_to_covariance():
     # sum_i v_i (x_i - E[x]) = N (E[v x] - E[v] E[x])
-    assert sp.expand(normal_form(S(v[i] * (x[i] - E(x[i])))) - N * (E(v[i] * x[i]) - E(v[i]) * E(x[i]))) == 0
+    covariance = E(v[i] * x[i]) - E(v[i]) * E(x[i])
+    assert sp.expand(normal_form(S(v[i] * (x[i] - E(x[i])))) - N * covariance) == 0
 
 
 def test_every_reduction_step_names_a_rule_of_the_table():
@@ -188,11 +189,12 @@ def _in_domain(rule, expr):
     return rule not in GRAD_FREE_RULES or not expr.has(Grad)
 
 
-@pytest.mark.parametrize("rule", sorted(RULES))
-@pytest.mark.parametrize("expr", SAMPLE_EXPRESSIONS, ids=range(len(SAMPLE_EXPRESSIONS)))
+SAMPLE_CASES = [pytest.param(rule, expr, id=f"{rule}-{n}") for rule in sorted(RULES)
+                for n, expr in enumerate(SAMPLE_EXPRESSIONS) if _in_domain(rule, expr)]
+
+
+@pytest.mark.parametrize("rule, expr", SAMPLE_CASES)
 def test_rule_is_sound_on_sample_expressions(rule, expr):
-    if not _in_domain(rule, expr):
-        pytest.skip(f"{rule} applies only outside derivatives")
     assert explicitly_equal(expr, RULES[rule].apply(expr))
 
 
