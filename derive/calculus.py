@@ -88,6 +88,8 @@ class _Reduction(sp.Expr):
         return inner | self.size.free_symbols
 
     def _eval_derivative(self, v):
+        if v in self.size.free_symbols:
+            raise ValueError("cannot differentiate a batch reduction by the batch size")
         return self.func(sp.diff(self.body, v), self.index, self.size)
 
     def _eval_is_real(self):
@@ -160,8 +162,13 @@ class Grad(sp.Expr):
 
 def held(expr: sp.Expr) -> sp.Expr:
     """Hold every batch statistic in ``expr`` constant (wrap each outermost reduction)."""
-    return expr.replace(lambda e: is_reduction(e), lambda e: Held(e)) if expr.has(_Reduction) \
-        else expr
+    expr = sp.sympify(expr)
+    if is_reduction(expr):
+        return Held(expr)
+    if isinstance(expr, Held) or not expr.args:
+        return expr
+    args = [held(a) for a in expr.args]
+    return expr.func(*args) if any(a is not b for a, b in zip(args, expr.args)) else expr
 
 
 def release(expr: sp.Expr) -> sp.Expr:
@@ -176,8 +183,8 @@ def activation(name: str, latex: str | None = None):
     variables) so that proofs print the same way in every run.
     """
     latex = latex or name
-    prime = sp.Function(name + "'", real=True)
-    prime._latex_name = latex + "'"  # used by the LaTeX printer
+    # classes of their own (sp.Function(name) would return a class shared by name)
+    prime = type(name + "'", (sp.Function,), {"is_real": True, "_latex_name": latex + "'"})
 
     def fdiff(self, argindex=1):
         return prime(self.args[0])

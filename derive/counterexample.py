@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 
 from .core import Claim, Counterexample
-from .explicit import ExplicitBatch, free_indices, index_assignments
+from .explicit import ExplicitBatch, free_indices, index_assignments, is_certainly_nonzero
 from .numeric import instantiate, variables
 
 POOL = (sp.Integer(0), sp.Integer(1), sp.Integer(-1), sp.Integer(2), sp.Integer(-2),
@@ -42,12 +42,9 @@ def _candidates(count: int, seed: int):
 
 
 def is_nonzero(value: sp.Expr) -> bool:
-    """Certainly nonzero: an exact nonzero number, or nonzero at 50 digits."""
+    """Certainly nonzero (exact, or at 50 significant digits)."""
     value = sp.nsimplify(value) if value.is_Float else value
-    if value.is_Rational:
-        return value != 0
-    approx = sp.N(value, 50)
-    return approx.is_Number and abs(approx) > sp.Float("1e-40", 50)
+    return is_certainly_nonzero(value)
 
 
 def search(claim: Claim, max_size: int = 6) -> Counterexample | None:

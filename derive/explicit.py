@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from typing import Iterable
 
+import numpy as np
 import sympy as sp
 
 from .calculus import Grad, Held, SampleIndex, is_reduction
@@ -42,7 +43,8 @@ class ExplicitBatch:
     def sample(self, base: sp.IndexedBase, t: int) -> sp.Symbol:
         key = (base, t)
         if key not in self._samples:
-            self._samples[key] = sp.Symbol(f"{base.name}_{t}", real=True)
+            # a Dummy: never equal to a user's symbol that happens to be named u_1
+            self._samples[key] = sp.Dummy(f"{base.name}_{t}", real=True)
         return self._samples[key]
 
     def samples(self) -> dict:
@@ -70,7 +72,7 @@ class ExplicitBatch:
             return self._cache[key]
         if hold:
             value = self._statistic(node, env, False)
-            sym = sp.Symbol(f"sg{len(self.definitions)}", real=True)
+            sym = sp.Dummy(f"sg{len(self.definitions)}", real=True)
             self.definitions[sym] = value
             self.held.add(sym)
         else:
@@ -78,7 +80,7 @@ class ExplicitBatch:
                      for t in range(1, self.size + 1)]
             total = sp.Add(*terms)
             value = total / self.size if node.symbol == "E" else total
-            sym = sp.Symbol(f"s{len(self.definitions)}", real=True)
+            sym = sp.Dummy(f"s{len(self.definitions)}", real=True)
             self.definitions[sym] = value
         self._cache[key] = sym
         return sym
@@ -102,7 +104,7 @@ class ExplicitBatch:
             if is_reduction(inner):
                 return self._statistic(inner, env, True)
             value = self.eval(inner, env)
-            sym = sp.Symbol(f"sg{len(self.definitions)}", real=True)
+            sym = sp.Dummy(f"sg{len(self.definitions)}", real=True)
             self.definitions[sym] = value
             self.held.add(sym)
             return sym
@@ -154,12 +156,53 @@ class ExplicitBatch:
             self._zero[value] = _simplify(value) == 0 or _simplify(self.resolve(value)) == 0
         return self._zero[value]
 
+    def decide(self, value: sp.Expr, points: int = 3, seed: int = 0) -> bool | None:
+        """True: identically 0.  False: certainly not (an exact point where it is nonzero).
+        None: neither could be shown -- the simplifier is not complete, so a residual it
+        cannot reduce is not a failure by itself."""
+        if self.is_zero(value):
+            return True
+        return None if self.zero_at_points(value, points, seed) else False
+
+    def zero_at_points(self, value: sp.Expr, points: int = 3, seed: int = 0) -> bool:
+        """Is ``value`` exactly 0 at ``points`` random rational points?  (A spot check.)"""
+        free = set(value.free_symbols)
+        for definition in self.definitions.values():
+            free |= definition.free_symbols
+        free = sorted(free - self.definitions.keys(), key=sp.default_sort_key)
+        rng = np.random.default_rng(seed)
+        for _ in range(points):
+            numbers = {s: sp.Rational(int(rng.integers(-9, 10)), int(rng.integers(1, 5)))
+                       for s in free}
+            try:
+                at = self.substitute(value, numbers)
+            except ZeroDivisionError:
+                continue
+            if at.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+                continue  # a pole: outside the domain
+            if at.free_symbols or not sp.N(at, 15).is_Number:
+                # only values of arbitrary functions are left; they are free at distinct
+                # points, so a nonzero rational function of them is a failure
+                if _simplify(at) != 0 and not at.has(sp.Derivative, sp.Subs):
+                    return False
+            elif is_certainly_nonzero(at):
+                return False
+        return True
+
     def substitute(self, value: sp.Expr, numbers: dict) -> sp.Expr:
         """Exact value of ``value`` at ``numbers`` (sample and parameter symbols -> numbers)."""
         stats = {}
         for s, definition in self.definitions.items():  # definitions are in creation order
             stats[s] = definition.xreplace(numbers).xreplace(stats)
         return value.xreplace(numbers).xreplace(stats)
+
+
+def is_certainly_nonzero(value: sp.Expr) -> bool:
+    """An exact nonzero number, or a closed form that is nonzero at 50 significant digits."""
+    if value.is_Rational:
+        return bool(value != 0)
+    approx = sp.N(value, 50)
+    return bool(approx.is_Number and abs(approx) > sp.Float("1e-40", 50))
 
 
 def _simplify(value):

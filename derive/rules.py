@@ -50,7 +50,15 @@ def _differentiate(expr):
 
 
 def _release_hold(expr):
-    return _bottom_up(expr, lambda e: e.args[0] if isinstance(e, Held) else None)
+    # beneath an unevaluated derivative a held statistic still has derivative 0: keep it
+    if isinstance(expr, Grad):
+        return expr
+    if isinstance(expr, Held):
+        return _release_hold(expr.args[0])
+    if not expr.args:
+        return expr
+    args = [_release_hold(a) for a in expr.args]
+    return expr.func(*args) if any(a is not b for a, b in zip(args, expr.args)) else expr
 
 
 def _sum_as_mean(expr):
