@@ -10,7 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import sympy as sp
+
+from .collect import UsageError
 from .core import DeriveError
+
+Z = sp.Symbol("z", real=True)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -42,6 +47,16 @@ def _out_dir(text: str) -> Path:
         raise argparse.ArgumentTypeError(str(err).removeprefix("--out ")) from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     p = _Parser(prog="derive", description=(
@@ -65,6 +80,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="add wall times to the .tex and .json (then they differ run to run; "
                         "by default both are reproducible byte for byte)")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
+    chk = sub.add_parser(
+        "check", help="check the claims of your own Python file(s)",
+        description="Run each FILE.py (only the files named), collect every Claim bound to a "
+                    "top-level name (or in a top-level list), check each with every evidence "
+                    "layer and print one line per claim. Exit status: 0 when every claim is "
+                    "proved, 1 when any is refuted or undecided, 2 for a usage error.")
+    chk.add_argument("files", nargs="+", type=Path, metavar="FILE.py")
+    chk.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                     help="time budget per claim; a claim that needs longer is undecided")
+    chk.add_argument("--report", type=_out_dir, default=None, metavar="DIR",
+                     help="also write each file's claims as a report in DIR")
+    chk.add_argument("--format", type=_formats, default=("tex", "pdf", "json"), metavar="LIST",
+                     help="formats for --report: comma-separated subset of tex,pdf,json,md")
     lst = sub.add_parser("list", help="check every claim and print a table of verdicts",
                          description="Check every built-in claim and print id, verdict, "
                                      "the catalog's expected verdict and the evidence.")
@@ -102,6 +130,66 @@ def cmd_report(args) -> int:
     return EXIT_FAIL if bad or warnings else EXIT_OK
 
 
+SYMBOL = {"proved": "PROVED", "refuted": "REFUTED", "undecided": "UNDECIDED"}
+
+
+def _claim_lines(result) -> list[str]:
+    """One line per claim, then, for a refuted or undecided one, what the user needs."""
+    from .text import text
+    v = result.verdict
+    layers = "  ".join(f"{e.kind} {'ok' if e.ok else 'no'}" for e in result.evidence)
+    lines = [f"{SYMBOL[v.status]:<10} {result.id:<40} {layers}  ({result.seconds:.2f} s)"]
+    if v.counterexample is not None:
+        cex = v.counterexample
+        values = ", ".join(f"{text(sp_symbol(k))} = {_value(x)}" for k, x in cex.values.items())
+        fns = "".join(f", {text(f(Z))} = {text(lam(Z))}" for f, lam in cex.functions)
+        lines.append(f"    counterexample: N = {cex.size}: {values}{fns}")
+        lines.append(f"    left = {text(cex.lhs)}, right = {text(cex.rhs)}, "
+                     f"residual = {text(cex.residual)} (exact)")
+        if v.residual is not None:
+            lines.append(f"    residual for every N: {text(v.residual)}")
+    elif v.status != "proved":
+        lines.append(f"    reason: {v.reason}")
+    return lines
+
+
+def _value(x):
+    from .text import text
+    return "(" + ", ".join(text(v) for v in x) + ")" if isinstance(x, list) else text(x)
+
+
+def sp_symbol(name: str):
+    import sympy as sp
+    return sp.Symbol(name)
+
+
+def cmd_check(args) -> int:
+    from .collect import load_all
+    from .report import file_story, write_results
+    from .verify import Settings, check
+    loaded = load_all(args.files)  # every file is loaded before anything is checked
+    settings = Settings(timeout=args.timeout, explicit_budget=5.0)
+    statuses, warnings = [], []
+    for path, claims in loaded:
+        results = []
+        for claim in claims:
+            result = check(claim, settings)
+            results.append(result)
+            statuses.append(result.verdict.status)
+            print("\n".join(_claim_lines(result)), flush=True)
+        if args.report is not None:
+            written, warn = write_results(file_story(path, claims), results, args.report,
+                                          args.format, settings)
+            warnings += warn
+            for w in written:
+                print(f"wrote {w}")
+    for w in warnings:
+        print(f"derive: {w}", file=sys.stderr)
+    counts = {s: statuses.count(s) for s in ("proved", "refuted", "undecided")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return EXIT_OK if counts["proved"] == len(statuses) and not warnings else EXIT_FAIL
+
+
 def cmd_list(args) -> int:
     from .claims import all_claims
     from .verify import check_all
@@ -120,7 +208,10 @@ def cmd_list(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"report": cmd_report, "list": cmd_list}[args.command](args)
+        return {"report": cmd_report, "list": cmd_list, "check": cmd_check}[args.command](args)
+    except UsageError as err:
+        print(f"derive: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except DeriveError as err:
         print(f"derive: error: {err}", file=sys.stderr)
         return EXIT_FAIL

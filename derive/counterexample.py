@@ -41,6 +41,17 @@ def _candidates(count: int, seed: int):
         yield tuple(int(v) for v in rng.integers(0, len(POOL), size=count))
 
 
+_ASSUMPTIONS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero", "integer")
+
+
+def allowed(symbol) -> tuple:
+    """The values of POOL that the symbol's assumptions admit (epsilon > 0: no 0, no -1)."""
+    pool = tuple(v for v in POOL
+                 if all(getattr(v, f"is_{a}") for a in _ASSUMPTIONS
+                        if getattr(symbol, f"is_{a}", None)))
+    return pool or (sp.Integer(1),)
+
+
 def is_nonzero(value: sp.Expr) -> bool:
     """Certainly nonzero (exact, or at 50 significant digits)."""
     value = sp.nsimplify(value) if value.is_Float else value
@@ -67,8 +78,9 @@ def _search_at(claim, size, choice, bases, params):
         for env in index_assignments(free_indices(eq.lhs, eq.rhs), size):
             parts.append((n, env, batch.eval(lhs, env), batch.eval(rhs, env)))
     names = [batch.sample(b, t) for b in bases for t in range(1, size + 1)] + list(params)
+    pools = [allowed(s) for s in names]
     for combo in _candidates(len(names), seed=size):
-        numbers = {s: POOL[c] for s, c in zip(names, combo)}
+        numbers = {s: pool[c % len(pool)] for s, pool, c in zip(names, pools, combo)}
         for n, env, lhs, rhs in parts:
             lv, rv = batch.substitute(lhs, numbers), batch.substitute(rhs, numbers)
             if lv.has(sp.zoo, sp.nan) or rv.has(sp.zoo, sp.nan):

@@ -172,8 +172,7 @@ class ExplicitBatch:
         free = sorted(free - self.definitions.keys(), key=sp.default_sort_key)
         rng = np.random.default_rng(seed)
         for _ in range(points):
-            numbers = {s: sp.Rational(int(rng.integers(-9, 10)), int(rng.integers(1, 5)))
-                       for s in free}
+            numbers = {s: admissible(s, rng) for s in free}
             try:
                 at = self.substitute(value, numbers)
             except ZeroDivisionError:
@@ -195,6 +194,21 @@ class ExplicitBatch:
         for s, definition in self.definitions.items():  # definitions are in creation order
             stats[s] = definition.xreplace(numbers).xreplace(stats)
         return value.xreplace(numbers).xreplace(stats)
+
+
+def admissible(symbol: sp.Symbol, rng) -> sp.Rational:
+    """A random small rational that the symbol's assumptions admit (a > 0 gets a > 0)."""
+    if getattr(symbol, "is_integer", False):
+        value = sp.Integer(int(rng.integers(-9, 10)))
+    else:
+        value = sp.Rational(int(rng.integers(-9, 10)), int(rng.integers(1, 5)))
+    if getattr(symbol, "is_nonnegative", False) or getattr(symbol, "is_positive", False):
+        value = abs(value)
+    elif getattr(symbol, "is_nonpositive", False) or getattr(symbol, "is_negative", False):
+        value = -abs(value)
+    if value == 0 and (symbol.is_positive or symbol.is_negative or symbol.is_nonzero):
+        value = sp.Integer(-1 if symbol.is_negative else 1)
+    return value
 
 
 def is_certainly_nonzero(value: sp.Expr) -> bool:

@@ -13,6 +13,7 @@ the certificate is the same on every run), whose failures shrink to a small exam
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,11 +210,15 @@ def instance_error(claim: Claim, inst: Instance, cache: dict | None = None) -> f
     worst = 0.0
     with np.errstate(all="ignore"):
         for lhs, rhs in cache[key]:
-            lv, rv = np.asarray(lhs(ctx)), np.asarray(rhs(ctx))
+            lv, rv = np.broadcast_arrays(np.asarray(lhs(ctx)), np.asarray(rhs(ctx)))
+            undefined = ~np.isfinite(lv) & ~np.isfinite(rv)
+            if undefined.all():
+                return math.nan  # both sides undefined (0/0 at eps = 0): outside the domain
             err = np.abs(lv - rv) / (1.0 + np.maximum(np.abs(lv), np.abs(rv)))
+            err = np.where(undefined, 0.0, err)
             top = float(np.max(err))
             if not math.isfinite(top):
-                return math.inf
+                return math.inf  # one side undefined where the other is not: a failure
             worst = max(worst, top)
     return worst
 
@@ -233,7 +238,24 @@ def variables(claim: Claim):
 
 
 def value_range(claim: Claim, symbol) -> tuple[float, float]:
-    return dict(claim.ranges).get(symbol, DEFAULT_RANGE)
+    """Where instances of ``symbol`` are drawn: the claim's range, else one that respects
+    the symbol's sign assumptions (epsilon > 0 is never drawn as 0 or below)."""
+    if symbol in dict(claim.ranges):
+        return dict(claim.ranges)[symbol]
+    lo, hi = DEFAULT_RANGE
+    if getattr(symbol, "is_positive", None):
+        return (0.01, hi)
+    if getattr(symbol, "is_nonnegative", None):
+        return (0.0, hi)
+    if getattr(symbol, "is_negative", None):
+        return (lo, -0.01)
+    if getattr(symbol, "is_nonpositive", None):
+        return (lo, 0.0)
+    return (lo, hi)
+
+
+def is_integer(symbol) -> bool:
+    return bool(getattr(symbol, "is_integer", False))
 
 
 def random_instances(claim: Claim, count: int, seed: int = 0, max_size: int = 8):
@@ -244,17 +266,26 @@ def random_instances(claim: Claim, count: int, seed: int = 0, max_size: int = 8)
     for n in range(count):
         size = int(rng.integers(claim.min_size, max(claim.min_size, max_size) + 1))
         samples = {b: rng.uniform(*value_range(claim, b), size=size) for b in bases}
-        values = {p: float(rng.uniform(*value_range(claim, p))) for p in params}
+        values = {p: float(rng.integers(int(value_range(claim, p)[0]),
+                                        int(value_range(claim, p)[1]) + 1))
+                  if is_integer(p) else float(rng.uniform(*value_range(claim, p)))
+                  for p in params}
         choice = {fn: inst[n % len(inst)] for fn, inst in functions}
         yield Instance(size, samples, values, choice)
 
 
-def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10):
+class _OutOfTime(BaseException):
+    """Stops a Hypothesis run at a deadline (a BaseException, so it is not a test failure)."""
+
+
+def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
+                     deadline: float | None = None):
     """Hypothesis-drawn instances (derandomized).  Returns (count, worst error, failure).
 
     ``failure`` is the shrunk failing Instance when some instance exceeds the tolerance.
+    At ``deadline`` (a ``time.monotonic`` value) the run stops with what it has.
     """
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, assume, given, settings
     from hypothesis import strategies as st
 
     bases, params = variables(claim)
@@ -272,10 +303,16 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10):
         size = data.draw(st.integers(claim.min_size, max(claim.min_size, max_size)), "N")
         samples = {b: data.draw(st.lists(floats(*value_range(claim, b)), min_size=size,
                                          max_size=size), str(b)) for b in bases}
-        values = {p: data.draw(floats(*value_range(claim, p)), str(p)) for p in params}
+        values = {p: data.draw(st.integers(int(value_range(claim, p)[0]),
+                                           int(value_range(claim, p)[1]))
+                               if is_integer(p) else floats(*value_range(claim, p)), str(p))
+                  for p in params}
         choice = {fn: data.draw(st.sampled_from(inst), str(fn)) for fn, inst in functions}
         inst = Instance(size, samples, values, choice)
+        if deadline is not None and time.monotonic() > deadline:
+            raise _OutOfTime
         err = instance_error(claim, inst, cache)
+        assume(not math.isnan(err))  # outside the statement's domain
         seen["count"] += 1
         if err > TOLERANCE:
             seen["last_failure"] = inst
@@ -287,4 +324,6 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10):
         property_holds()
     except AssertionError:
         return seen["count"], seen["worst"], seen["last_failure"]
+    except _OutOfTime:
+        pass
     return seen["count"], seen["worst"], None

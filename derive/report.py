@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 
 from . import pdf
 from .claims import TOPICS
 from .core import DeriveError
 from .render import certificate, latex, markdown
+from .story import Section, Story
 from .verify import Settings, check_all
 
 FORMATS = ("tex", "pdf", "json", "md")
@@ -49,17 +52,40 @@ def write_atomically(files: dict[Path, bytes]) -> None:
 
 def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = Settings(),
           progress=None, timings: bool = False):
-    """Check the topic's claims and write its report.  Returns (results, written, warnings)."""
+    """Check a built-in topic's claims and write its report."""
     module = TOPICS[topic]
-    story = module.story()
+    return write_report(module.story(), module.claims(), out, formats, settings, progress,
+                        timings)
+
+
+def file_story(path: Path, claims) -> Story:
+    """The report of a user's file: one section presenting its claims in order."""
+    name = path.stem.replace("_", "-")
+    return Story(
+        name=name,
+        title=rf"The claims of \texttt{{{latex._escape(path.name)}}}",
+        abstract=(rf"The claims stated in \texttt{{{latex._escape(path.name)}}}, each proved "
+                  r"for a symbolic batch size by named, individually re-checked rules, or "
+                  r"refuted with the smallest counterexample, and corroborated independently "
+                  r"with every sum written out and on floating-point instances."),
+        sections=(Section("Claims", "", tuple(c.id for c in claims)),))
+
+
+def write_report(story: Story, claims, out: Path, formats=DEFAULT_FORMATS,
+                 settings: Settings = Settings(), progress=None, timings: bool = False):
+    """Check ``claims`` and write ``story``'s report.  Returns (results, written, warnings)."""
     out = prepare_out_dir(out)
-    results = check_all(module.claims(), settings, progress)
-    from importlib import metadata
+    results = check_all(claims, settings, progress)
+    return results, *write_results(story, results, out, formats, settings, timings)
+
+
+def write_results(story: Story, results, out: Path, formats, settings, timings=False):
+    """Render checked results in every requested format; all files are written or none."""
     try:
         version = metadata.version("derive")
     except metadata.PackageNotFoundError:
         version = "(source tree)"
-    story = type(story)(**{**vars(story), "version": version})
+    story = replace(story, version=version)
     tex_source = latex.document(story, results, settings, timings)
     files: dict[Path, bytes] = {}
     warnings: list[str] = []
@@ -77,4 +103,4 @@ def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = S
         except pdf.PdfUnavailable as err:
             warnings.append(str(err))
     write_atomically(files)
-    return results, sorted(files), warnings
+    return sorted(files), warnings

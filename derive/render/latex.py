@@ -122,23 +122,26 @@ def _verdict_box(result: Result) -> str:
 
 
 def _steps_tex(label: str, start, steps) -> list[str]:
+    # the rule goes in the equation's tag, which amsmath moves below a long line
     if not steps:
-        return [rf"  {label} &= {tex(start)} && \text{{(nothing to reduce)}}\\"]
-    lines = [rf"  {label} &= {tex(start)} \\"]
+        return [rf"  {label} &= {tex(start)} \tag*{{\rulename{{nothing to reduce}}}}\\"]
+    lines = [rf"  {label} &= {tex(start)} \notag\\"]
     for s in steps:
         check = r"\ \checkmark" if s.ok and s.checks else ""
-        lines.append(rf"  &= {tex(s.after)} && \rulename{{{s.rule}}}{check}\\")
+        lines.append(rf"  &= {tex(s.after)} \tag*{{\rulename{{{s.rule}}}{check}}}\\")
     return lines
 
 
-def _proof_tex(result: Result) -> list[str]:
+def _proof_tex(result: Result, settings) -> list[str]:
     out = [r"\begin{proof}[Derivation]"]
     if not result.proof:
         out += [_escape(result.verdict.reason), r"\end{proof}"]
         return out
+    ident = ", ".join(map(str, settings.step_identity_sizes))
+    points = ", ".join(map(str, settings.step_point_sizes))
     out.append(r"Every step names its rule (Appendix~\ref{app:rules}); a \checkmark{} marks a "
-               r"step re-checked on its own, exactly, with all sums written out at "
-               r"$N = 1, 2, 3$.")
+               r"step re-checked on its own with every sum written out: as an identity at "
+               rf"$N = {ident}$ and exactly at random rational points at $N = {points}$.")
     for n, part in enumerate(result.proof, 1):
         eq = part.equation
         if len(result.proof) > 1:
@@ -147,10 +150,10 @@ def _proof_tex(result: Result) -> list[str]:
         out += _steps_tex(r"\text{left}", eq.lhs, part.lhs_steps)
         out += _steps_tex(r"\text{right}", eq.rhs, part.rhs_steps)
         if part.residual == 0:
-            out.append(r"  \text{left} - \text{right} &= 0 && \rulename{algebra}")
+            out.append(r"  \text{left} - \text{right} &= 0 \tag*{\rulename{algebra}}")
         else:
             out.append(rf"  \text{{left}} - \text{{right}} &= {tex(part.residual)} "
-                       r"&& \text{does not reduce to } 0")
+                       r"\tag*{does not reduce to $0$}")
         out.append(r"\end{align*}")
     out.append(r"\end{proof}")
     return out
@@ -187,7 +190,7 @@ def _evidence_tex(result: Result) -> list[str]:
     return lines
 
 
-def claim_tex(result: Result) -> str:
+def claim_tex(result: Result, settings) -> str:
     c = result.claim
     eqs = r" \\ ".join(equation_tex(e) for e in c.equations)
     lines = [rf"\begin{{claimenv}}[{_escape(c.title)}]\label{{claim:{c.id}}}",
@@ -199,7 +202,7 @@ def claim_tex(result: Result) -> str:
              + (r" \emph{Uses:} " + ", ".join(rf"\texttt{{{u}}}" for u in c.uses) + "."
                 if c.uses else ""),
              r"\end{claimenv}"]
-    lines += _proof_tex(result)
+    lines += _proof_tex(result, settings)
     lines += _counterexample_tex(result)
     lines += _evidence_tex(result)
     return "\n".join(lines)
@@ -299,7 +302,7 @@ def document(story: Story, results: list[Result], settings, timings: bool = Fals
         parts.append(rf"\section{{{section.title}}}")
         parts.append(section.text)
         for cid in section.claims:
-            parts.append(claim_tex(by_id[cid]))
+            parts.append(claim_tex(by_id[cid], settings))
         if section.after:
             parts.append(section.after)
     if story.references:

@@ -1,0 +1,106 @@
+"""`derive check FILE.py`: the examples through the command line, bad files, time budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def check(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "derive", "check", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=600)
+
+
+def verdicts(stdout: str) -> dict:
+    return {ln.split()[1]: ln.split()[0] for ln in stdout.splitlines()
+            if ln.split() and ln.split()[0] in ("PROVED", "REFUTED", "UNDECIDED")}
+
+
+@pytest.mark.slow
+def test_layernorm_backward_example_is_proved_and_exits_zero():
+    proc = check(EXAMPLES / "layernorm_backward.py")
+    assert (proc.returncode, verdicts(proc.stdout)) == (0, {"layernorm.backward": "PROVED"})
+
+
+def test_rmsnorm_example_refutes_shift_proves_scale_and_exits_one():
+    proc = check(EXAMPLES / "rmsnorm_shift.py")
+    assert (proc.returncode, verdicts(proc.stdout)) == (1, {
+        "rmsnorm.shift-invariance": "REFUTED", "rmsnorm.scale-invariance-eps0": "PROVED"})
+
+
+def test_rmsnorm_shift_counterexample_is_a_single_sample():
+    proc = check(EXAMPLES / "rmsnorm_shift.py")
+    assert "counterexample: N = 1:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_wrong_backward_formula_is_refuted_with_a_two_sample_counterexample():
+    proc = check(EXAMPLES / "wrong_batchnorm_backward.py")
+    lines = proc.stdout.splitlines()
+    assert (proc.returncode, lines[0].split()[0], "counterexample: N = 2:" in lines[1]) == \
+        (1, "REFUTED", True)
+
+
+def test_a_tiny_time_budget_gives_undecided_not_a_hang():
+    proc = check("--timeout", "0.05", EXAMPLES / "layernorm_backward.py")
+    assert (proc.returncode, verdicts(proc.stdout)) == (1, {"layernorm.backward": "UNDECIDED"})
+
+
+def test_report_option_writes_the_files_claims_as_a_certificate(tmp_path):
+    proc = check(EXAMPLES / "rmsnorm_shift.py", "--report", tmp_path, "--format", "tex,json")
+    cert = json.loads((tmp_path / "rmsnorm-shift.json").read_text())
+    assert (proc.returncode, {c["id"]: c["verdict"] for c in cert["claims"]}) == (1, {
+        "rmsnorm.shift-invariance": "refuted", "rmsnorm.scale-invariance-eps0": "proved"})
+
+
+BAD_FILES = [
+    ("missing.py", None, "no such file"),
+    ("syntax.py", "x = (\n", "syntax error"),
+    ("empty.py", "a = 1\n", "no claims found"),
+    ("boom.py", "raise RuntimeError('boom')\n", "RuntimeError while running it: boom"),
+    ("notes.txt", "hello\n", "not a Python file"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", BAD_FILES)
+def test_bad_file_gets_one_line_and_exit_2(tmp_path, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    proc = check(tmp_path / name)
+    assert (proc.returncode, proc.stderr.count("\n"), message in proc.stderr,
+            "Traceback" in proc.stderr) == (2, 1, True, False)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "__import__('os').getcwd()"])
+def test_timeout_must_be_a_positive_number_and_is_never_evaluated(value):
+    proc = check("--timeout", value, EXAMPLES / "rmsnorm_shift.py")
+    assert (proc.returncode, "--timeout" in proc.stderr) == (2, True)
+
+
+def test_only_the_named_file_runs(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "other.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (tmp_path / "mine.py").write_text(
+        "from derive import Batch, Claim, Equation\n"
+        "B = Batch('N'); u = B.samples('u'); i = B.index('i')\n"
+        "c = Claim('mine.mean', 'mean of a centred batch', B,\n"
+        "          (Equation(B.mean(B.center(u[i], i), i), 0),))\n")
+    proc = check(tmp_path / "mine.py")
+    assert (proc.returncode, marker.exists()) == (0, False)
+
+
+def test_duplicate_claim_ids_across_files_are_a_usage_error(tmp_path):
+    body = ("from derive import Batch, Claim, Equation\n"
+            "B = Batch('N'); u = B.samples('u'); i = B.index('i')\n"
+            "c = Claim('same.id', 'zero', B, (Equation(B.mean(B.center(u[i], i), i), 0),))\n")
+    (tmp_path / "a.py").write_text(body)
+    (tmp_path / "b.py").write_text(body)
+    proc = check(tmp_path / "a.py", tmp_path / "b.py")
+    assert (proc.returncode, "already used" in proc.stderr) == (2, True)
