@@ -137,7 +137,7 @@ def _claim_lines(result) -> list[str]:
     """One line per claim, then, for a refuted or undecided one, what the user needs."""
     from .text import text
     v = result.verdict
-    layers = "  ".join(f"{e.kind} {'ok' if e.ok else 'no'}" for e in result.evidence)
+    layers = "  ".join(_brief(e) for e in result.evidence)
     lines = [f"{SYMBOL[v.status]:<10} {result.id:<40} {layers}  ({result.seconds:.2f} s)"]
     if v.counterexample is not None:
         cex = v.counterexample
@@ -151,6 +151,20 @@ def _claim_lines(result) -> list[str]:
     elif v.status != "proved":
         lines.append(f"    reason: {v.reason}")
     return lines
+
+
+def _brief(e) -> str:
+    """'explicit ok (N = 1..4)': the layer, whether it agrees, and what it covered."""
+    d, note = e.details, ""
+    if e.kind == "symbolic" and "steps" in d:
+        note = f"{d['steps']} steps"
+    elif e.kind == "explicit" and (d.get("holds_at") or d.get("fails_at")):
+        sizes = sorted(d.get("holds_at", []) + d.get("fails_at", []))
+        note = f"N = {sizes[0]}..{sizes[-1]}" if len(sizes) > 1 else f"N = {sizes[0]}"
+    elif e.kind == "numeric" and "random" in d:
+        n = d["random"]["instances"] + d["hypothesis"]["instances"]
+        note = f"{n} instances"
+    return f"{e.kind} {'ok' if e.ok else 'no'}" + (f" ({note})" if note else "")
 
 
 def _value(x):

@@ -153,7 +153,8 @@ class ExplicitBatch:
     def is_zero(self, value: sp.Expr) -> bool:
         """Exact: is ``value`` identically 0 as a function of the samples and parameters?"""
         if value not in self._zero:
-            self._zero[value] = _simplify(value) == 0 or _simplify(self.resolve(value)) == 0
+            self._zero[value] = (_simplify(value) == 0 or _roots_vanish(self.resolve(value))
+                                 or _simplify(self.resolve(value)) == 0)
         return self._zero[value]
 
     def decide(self, value: sp.Expr, points: int = 3, seed: int = 0) -> bool | None:
@@ -217,6 +218,40 @@ def is_certainly_nonzero(value: sp.Expr) -> bool:
         return bool(value != 0)
     approx = sp.N(value, 50)
     return bool(approx.is_Number and abs(approx) > sp.Float("1e-40", 50))
+
+
+def _roots_vanish(value: sp.Expr) -> bool:
+    """Zero test for a value with square roots sqrt(B) of polynomials, e.g. sqrt(var + eps).
+
+    Each root becomes a symbol r with r**2 = B.  Where B is linear in a parameter p that
+    occurs nowhere else inside a root (eps), p = (r**2 - rest)/c is substituted everywhere:
+    an identity, after which r is a free symbol and rational arithmetic decides.  Sound: True
+    only when the transformed value is exactly 0.
+    """
+    roots = {}   # expanded radicand -> its root symbol (one symbol however it is written)
+    for power in value.atoms(sp.Pow):
+        if power.exp.is_Rational and power.exp.q == 2 and power.base.free_symbols:
+            roots.setdefault(sp.expand(power.base), sp.Dummy("r", positive=True))
+    if not roots:
+        return False
+    eliminate = {}
+    for base, r in roots.items():
+        others = set().union(*(b.free_symbols for b in roots if b != base))
+        for p in sorted(base.free_symbols - others, key=sp.default_sort_key):
+            if p in eliminate or getattr(p, "is_Dummy", False):
+                continue
+            poly = sp.Poly(sp.expand(base), p)
+            if poly.degree() == 1 and not poly.coeff_monomial(p).free_symbols:
+                c = poly.coeff_monomial(p)
+                eliminate[p] = (r**2 - (sp.expand(base) - c * p)) / c
+                break
+    if len(eliminate) < len(roots):
+        return False
+    replaced = value.replace(
+        lambda e: e.is_Pow and e.exp.is_Rational and e.exp.q == 2
+        and sp.expand(e.base) in roots,
+        lambda e: roots[sp.expand(e.base)] ** (e.exp * 2))
+    return _simplify(replaced.xreplace(eliminate)) == 0
 
 
 def _simplify(value):
