@@ -291,13 +291,14 @@ def document(story: Story, results: list[Result], settings, timings: bool = Fals
     by_id = {r.id: r for r in results}
     n_proved = sum(r.verdict.status == PROVED for r in results)
     n_refuted = sum(r.verdict.status == REFUTED for r in results)
-    parts = [PREAMBLE, r"\begin{document}",
-             rf"\title{{{story.title}}}", r"\author{derive " + _escape(story.version) + "}",
-             r"\date{}", r"\maketitle",
+    parts = [PREAMBLE + r"\begin{document}",
+             "\n".join([rf"\title{{{story.title}}}",
+                        r"\author{derive " + _escape(story.version) + "}", r"\date{}",
+                        r"\maketitle"]),
              r"\begin{abstract}" + story.abstract
              + rf" Of {len(results)} claims, {n_proved} are proved for every batch size and "
                rf"{n_refuted} are refuted with a concrete counterexample.\end{{abstract}}"]
-    parts += summary_table(results)
+    parts.append("\n".join(summary_table(results)))
     for section in story.sections:
         parts.append(rf"\section{{{section.title}}}")
         parts.append(section.text)
@@ -309,7 +310,7 @@ def document(story: Story, results: list[Result], settings, timings: bool = Fals
         parts.append(r"\section*{References}" + "\n"
                      + "\n\n".join(story.references))
     parts.append(r"\appendix")
-    parts += rules_appendix()
-    parts += log_appendix(results, settings, timings)
+    parts.append("\n".join(rules_appendix()))
+    parts.append("\n".join(log_appendix(results, settings, timings)))
     parts.append(r"\end{document}")
     return "\n\n".join(parts) + "\n"
