@@ -11,9 +11,9 @@ The public API -- the one the built-in derivations use::
 """
 
 from .calculus import Batch, BatchSum, Grad, Held, Mean, activation, held, release
-from .core import (Claim, Counterexample, DeriveError, Equation, Evidence, Result, Verdict)
-from .verify import Settings, check, check_all
+from .core import Claim, Counterexample, DeriveError, Equation, Evidence, Result, Verdict
 from .render import jupyter as _jupyter  # noqa: F401  (rich display of claims and results)
+from .verify import Settings, check, check_all
 
 __version__ = "0.1.0"
 

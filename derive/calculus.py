@@ -184,12 +184,13 @@ def activation(name: str, latex: str | None = None):
     """
     latex = latex or name
     # classes of their own (sp.Function(name) would return a class shared by name)
-    prime = type(name + "'", (sp.Function,), {"is_real": True, "_latex_name": latex + "'"})
+    prime = type(name + "'", (sp.Function,), {"is_real": True, "_latex_name": latex + "'",
+                                              "arbitrary": True})
 
     def fdiff(self, argindex=1):
         return prime(self.args[0])
 
-    cls = type(name, (sp.Function,), {"fdiff": fdiff, "is_real": True,
+    cls = type(name, (sp.Function,), {"fdiff": fdiff, "is_real": True, "arbitrary": True,
                                       "_latex_name": latex, "derivative": prime})
     return cls
 
@@ -203,12 +204,17 @@ class Batch:
     """
 
     def __init__(self, size: str | sp.Symbol = "N"):
-        self.size = sp.Symbol(size, integer=True, positive=True) if isinstance(size, str) \
-            else size
+        if isinstance(size, str):
+            size = sp.Symbol(size, integer=True, positive=True)
+        if not (isinstance(size, sp.Symbol) and size.is_integer and size.is_positive):
+            raise ValueError("the batch size must be a name such as 'N' (a symbol), so that "
+                             "claims hold for every batch size")
+        self.size = size
 
-    def samples(self, name: str, latex: str | None = None) -> sp.IndexedBase:
-        """Per-sample real values name[i]."""
-        return sp.IndexedBase(latex or name, real=True)
+    def samples(self, name: str, latex: str | None = None, **assumptions) -> sp.IndexedBase:
+        """Per-sample real values name[i]; assumptions such as positive=True apply to each."""
+        assumptions.setdefault("real", True)
+        return sp.IndexedBase(latex or name, **assumptions)
 
     def index(self, name: str) -> SampleIndex:
         """A free sample index ("for every sample i")."""

@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     chk = sub.add_parser(
         "check", help="check the claims of your own Python file(s)",
         description="Run each FILE.py (only the files named), collect every Claim bound to a "
-                    "top-level name (or in a top-level list), check each with every evidence "
+                    "top-level name (or in a top-level list or tuple), check each with every evidence "
                     "layer and print one line per claim. Exit status: 0 when every claim is "
                     "proved, 1 when any is refuted or undecided, 2 for a usage error.")
     chk.add_argument("files", nargs="+", type=Path, metavar="FILE.py")

@@ -20,7 +20,9 @@ class UsageError(DeriveError):
 def load_claims(path: Path) -> list[Claim]:
     if not path.exists():
         raise UsageError(f"{path}: no such file")
-    if path.is_dir() or path.suffix != ".py":
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory (expected FILE.py)")
+    if path.suffix != ".py":
         raise UsageError(f"{path}: not a Python file (expected FILE.py)")
     try:
         source = path.read_text(encoding="utf-8")

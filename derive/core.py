@@ -18,7 +18,7 @@ from typing import Any
 
 import sympy as sp
 
-from .calculus import Batch
+from .calculus import Batch, BatchSum, Mean
 
 PROVED, REFUTED, UNDECIDED = "proved", "refuted", "undecided"
 VERDICTS = (PROVED, REFUTED, UNDECIDED)
@@ -80,6 +80,42 @@ class Claim:
             raise ValueError(f"{self.id}: expected verdict must be one of {VERDICTS}")
         if not self.equations:
             raise ValueError(f"{self.id}: a claim needs at least one equation")
+        for eq in self.equations:
+            for side in (eq.lhs, eq.rhs):
+                for node in side.atoms(Mean, BatchSum):
+                    if node.size != self.batch.size:
+                        raise ValueError(f"{self.id}: a reduction over {node.size} samples in a "
+                                         f"claim about a batch of {self.batch.size}")
+                for ix in side.atoms(sp.Indexed):
+                    if len(ix.indices) != 1:
+                        raise ValueError(f"{self.id}: {ix} has {len(ix.indices)} indices; a "
+                                         "sample takes exactly one")
+
+
+_SIGN_TEXT = (("positive", "> 0"), ("negative", "< 0"), ("nonnegative", r"\ge 0"),
+              ("nonpositive", r"\le 0"))
+
+
+def all_assumptions(claim: Claim) -> tuple[str, ...]:
+    """The claim's stated assumptions, plus those its symbols carry (a > 0, t an integer)."""
+    stated = list(claim.assumptions)
+    compact = [a.replace(" ", "") for a in stated]
+    symbols = set()
+    for eq in claim.equations:
+        for side in (eq.lhs, eq.rhs):
+            symbols |= {s for s in side.free_symbols if isinstance(s, sp.Symbol)
+                        and s != claim.batch.size and type(s) is sp.Symbol}
+            symbols |= {ix.base.label for ix in side.atoms(sp.Indexed)}
+    for s in sorted(symbols, key=sp.default_sort_key):
+        name = sp.latex(s)
+        if any(a.replace(" ", "").startswith(name.replace(" ", "")) for a in compact):
+            continue  # the claim already says something about this symbol
+        for attr, text in _SIGN_TEXT:
+            if getattr(s, f"is_{attr}"):
+                integer = r",\ \text{an integer}" if s.is_integer else ""
+                stated.append(f"{name} {text}{integer}")
+                break
+    return tuple(stated)
 
 
 @dataclass

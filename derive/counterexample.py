@@ -44,12 +44,13 @@ def _candidates(count: int, seed: int):
 _ASSUMPTIONS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero", "integer")
 
 
-def allowed(symbol) -> tuple:
-    """The values of POOL that the symbol's assumptions admit (epsilon > 0: no 0, no -1)."""
-    pool = tuple(v for v in POOL
-                 if all(getattr(v, f"is_{a}") for a in _ASSUMPTIONS
-                        if getattr(symbol, f"is_{a}", None)))
-    return pool or (sp.Integer(1),)
+def allowed(symbol, bounds=None) -> tuple:
+    """The values of POOL that the symbol's assumptions and the claim's range admit
+    (epsilon > 0: no 0, no -1).  Empty when none does: then no search is possible."""
+    lo, hi = bounds if bounds is not None else (-sp.oo, sp.oo)
+    return tuple(v for v in POOL
+                 if lo <= v <= hi and all(getattr(v, f"is_{a}") for a in _ASSUMPTIONS
+                                          if getattr(symbol, f"is_{a}", None)))
 
 
 def is_nonzero(value: sp.Expr) -> bool:
@@ -78,7 +79,11 @@ def _search_at(claim, size, choice, bases, params):
         for env in index_assignments(free_indices(eq.lhs, eq.rhs), size):
             parts.append((n, env, batch.eval(lhs, env), batch.eval(rhs, env)))
     names = [batch.sample(b, t) for b in bases for t in range(1, size + 1)] + list(params)
-    pools = [allowed(s) for s in names]
+    ranges = dict(claim.ranges)
+    pools = [allowed(batch.sample(b, 1), ranges.get(b)) for b in bases
+             for t in range(1, size + 1)] + [allowed(p, ranges.get(p)) for p in params]
+    if not all(pools):
+        return None  # some variable admits none of the simple values
     for combo in _candidates(len(names), seed=size):
         numbers = {s: pool[c % len(pool)] for s, pool, c in zip(names, pools, combo)}
         for n, env, lhs, rhs in parts:

@@ -44,7 +44,8 @@ class ExplicitBatch:
         key = (base, t)
         if key not in self._samples:
             # a Dummy: never equal to a user's symbol that happens to be named u_1
-            self._samples[key] = sp.Dummy(f"{base.name}_{t}", real=True)
+            signs = {k: v for k, v in base.label.assumptions0.items() if k in SIGNS}
+            self._samples[key] = sp.Dummy(f"{base.name}_{t}", **{"real": True, **signs})
         return self._samples[key]
 
     def samples(self) -> dict:
@@ -191,10 +192,14 @@ class ExplicitBatch:
 
     def substitute(self, value: sp.Expr, numbers: dict) -> sp.Expr:
         """Exact value of ``value`` at ``numbers`` (sample and parameter symbols -> numbers)."""
-        stats = {}
+        # one simultaneous replacement, so that 0 * (1/s) with s = 0 is nan, not 0
+        stats: dict = {}
         for s, definition in self.definitions.items():  # definitions are in creation order
-            stats[s] = definition.xreplace(numbers).xreplace(stats)
-        return value.xreplace(numbers).xreplace(stats)
+            stats[s] = definition.xreplace({**numbers, **stats})
+        return value.xreplace({**numbers, **stats})
+
+
+SIGNS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero", "integer")
 
 
 def admissible(symbol: sp.Symbol, rng) -> sp.Rational:
@@ -239,6 +244,8 @@ def _roots_vanish(value: sp.Expr) -> bool:
         others = set().union(*(b.free_symbols for b in roots if b != base))
         for p in sorted(base.free_symbols - others, key=sp.default_sort_key):
             if p in eliminate or getattr(p, "is_Dummy", False):
+                continue
+            if not sp.expand(base).is_polynomial(p):
                 continue
             poly = sp.Poly(sp.expand(base), p)
             if poly.degree() == 1 and not poly.coeff_monomial(p).free_symbols:

@@ -190,6 +190,11 @@ def compile_claim(claim: Claim, choice: dict) -> list:
     """Each equation's two sides, compiled for one choice of the arbitrary functions."""
     out = []
     for eq in claim.equations:
+        for side in (eq.lhs, eq.rhs):
+            for f in instantiate(side, choice).atoms(sp.Function):
+                if getattr(f.func, "arbitrary", False):
+                    raise Unsupported(f"{f.func.__name__} is arbitrary: give the claim concrete "
+                                      f"instances, functions=(({f.func.__name__}, (...)),)")
         indices = sorted(free_indices(eq.lhs, eq.rhs), key=lambda s: s.name)
         out.append((Compiled(instantiate(eq.lhs, choice), indices, claim.batch.size),
                     Compiled(instantiate(eq.rhs, choice), indices, claim.batch.size)))

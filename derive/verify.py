@@ -21,8 +21,18 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from . import counterexample, numeric
-from .core import (PROVED, REFUTED, Claim, DeriveError, Evidence, OutOfTime, PartProof,
-                   Result, Step, Verdict)
+from .core import (
+    PROVED,
+    REFUTED,
+    Claim,
+    DeriveError,
+    Evidence,
+    OutOfTime,
+    PartProof,
+    Result,
+    Step,
+    Verdict,
+)
 from .explicit import ExplicitBatch, free_indices, index_assignments
 from .rules import reduce
 from .text import text
@@ -118,7 +128,8 @@ def symbolic_layer(claim: Claim, settings: Settings):
     zero = all(p.proved for p in parts)
     failed = [s for p in parts for s in p.lhs_steps + p.rhs_steps if not s.ok]
     if zero:
-        summary = f"every residual reduces to 0 in {steps} named steps, each re-checked"
+        summary = (f"every residual reduces to 0 in {steps} named "
+                   f"step{'s' if steps != 1 else ''}, each re-checked")
     elif failed:
         summary = (f"the proof step '{failed[0].rule}' failed its own re-check "
                    f"({'; '.join(failed[0].checks)})")
@@ -215,10 +226,14 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         details["hypothesis"]["shrunk_error"] = numeric.instance_error(claim, h_fail, cache)
     failed = bool(failures) or h_fail is not None
     total = count + h_count
-    summary = (f"{total} instances ({count} random, {h_count} Hypothesis), max error "
-               f"{max(worst, h_worst):.1e}" if not failed else
-               f"fails on {len(failures)}/{count} random instances"
-               + (f"; Hypothesis shrinks a failure to N = {h_fail.size}" if h_fail else ""))
+    if not failed:
+        summary = (f"{total} instances ({count} random, {h_count} Hypothesis), max error "
+                   f"{max(worst, h_worst):.1e}")
+    else:
+        found = ([f"fails on {len(failures)} of {count} random instances"] if failures else []) \
+            + ([f"Hypothesis finds a failure and shrinks it to N = {h_fail.size}"]
+               if h_fail else [])
+        summary = "; ".join(found)
     return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0,
                     holds=not failed)
 
@@ -238,7 +253,8 @@ def _layer(kind: str, run, *args) -> Evidence:
     t0 = time.perf_counter()
     try:
         return run(*args)
-    except (DeriveError, ArithmeticError, TypeError, ValueError, RecursionError) as err:
+    except Exception as err:  # noqa: BLE001 -- a layer that fails can support no verdict
+        err = err if isinstance(err, DeriveError) else f"{type(err).__name__}: {err}"
         return Evidence(kind, False, f"could not run: {err}", {"error": str(err)},
                         time.perf_counter() - t0, holds=None)
 
@@ -272,8 +288,12 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
     num = bounded("numeric", lambda: numeric_layer(claim, settings, deadline))
     evidence = [symbolic, explicit, num]
 
-    if symbolic.holds and explicit.holds and num.holds:
+    thin = _too_little(claim, settings, explicit, num)
+    if symbolic.holds and explicit.holds and num.holds and not thin:
         verdict = Verdict.proved(f"proved for every N >= {claim.min_size}")
+    elif symbolic.holds and explicit.holds and num.holds:
+        verdict = Verdict.undecided(f"the proof holds, but the independent checks are too thin "
+                                    f"to corroborate it ({thin}); allow more time")
     elif symbolic.holds:
         verdict = Verdict.undecided(
             "the symbolic proof is not corroborated: "
@@ -300,6 +320,19 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
         ev.ok = ((verdict.status == PROVED and ev.holds is True)
                  or (verdict.status == REFUTED and ev.holds is False))
     return Result(claim, verdict, parts, evidence, time.perf_counter() - t0)
+
+
+def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evidence) -> str:
+    """Why the corroboration is too thin to back a proof ('' when it is enough)."""
+    sizes = [n for n in settings.explicit_sizes if n >= claim.min_size]
+    wanted = min(2, len(sizes))
+    if len(explicit.details.get("holds_at", [])) < wanted:
+        return f"the explicit layer reached fewer than {wanted} batch sizes"
+    d = num.details
+    count = d.get("random", {}).get("instances", 0) + d.get("hypothesis", {}).get("instances", 0)
+    if count < min(50, settings.random_instances + settings.hypothesis_examples):
+        return f"only {count} numeric instances"
+    return ""
 
 
 def _counterexample_layer(claim: Claim, settings: Settings) -> Evidence:

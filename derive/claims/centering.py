@@ -77,7 +77,7 @@ def claims() -> list[Claim]:
             "centering.drift", "The bias drifts, the loss stays", B,
             (Equation(xhat(b - eta * G), xhat(b), "one naive step leaves every output unchanged"),
              Equation((b0 - t * eta * G) - eta * G, b0 - (t + 1) * eta * G,
-                      "induction step for b_t = b_0 - t eta G"),
+                      r"induction step for $b_t = b_0 - t\eta G$"),
              Equation(b0 - 0 * eta * G, b0, "induction base")),
             text=r"On a fixed batch the naive step $b \leftarrow b - \eta G$, "
                  r"$G = \sum_i \partial\ell/\partial\hat x_i$, leaves $\hat x$ and hence $\ell$ "

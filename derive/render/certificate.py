@@ -10,10 +10,10 @@ import json
 
 import sympy as sp
 
-from ..core import Result
+from ..core import Result, all_assumptions
 from ..rules import RULES
-from .common import library_versions
 from ..text import text
+from .common import library_versions
 from .latex import equation_tex, tex
 
 z = sp.Symbol("z")
@@ -53,7 +53,7 @@ def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
         "equations": [{"label": e.label, "latex": equation_tex(e), "lhs": sp.sstr(e.lhs),
                        "rhs": sp.sstr(e.rhs)} for e in c.equations],
         "text": c.text,
-        "assumptions": list(c.assumptions),
+        "assumptions": list(all_assumptions(c)),
         "min_batch_size": c.min_size,
         "source": c.source,
         "uses": list(c.uses),

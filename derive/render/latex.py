@@ -11,7 +11,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from ..calculus import BatchSum, Grad, Held, Mean
-from ..core import PROVED, REFUTED, Result
+from ..core import PROVED, REFUTED, Result, all_assumptions
 from ..rules import RULES
 from .common import Story, evidence_rows, library_versions
 
@@ -93,6 +93,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \newcommand{\rulename}[1]{\textsf{\small #1}}
 \setlength{\parskip}{0.4em}
 \setlength{\parindent}{0pt}
+\setlength{\emergencystretch}{3em}
 """
 
 
@@ -145,7 +146,7 @@ def _proof_tex(result: Result, settings) -> list[str]:
     for n, part in enumerate(result.proof, 1):
         eq = part.equation
         if len(result.proof) > 1:
-            out.append(rf"\par\textit{{Part {n}: {_escape(eq.label)}.}}")
+            out.append(rf"\par\textit{{Part {n}: {eq.label}.}}")
         out.append(r"\begin{align*}")
         out += _steps_tex(r"\text{left}", eq.lhs, part.lhs_steps)
         out += _steps_tex(r"\text{right}", eq.rhs, part.rhs_steps)
@@ -197,7 +198,7 @@ def claim_tex(result: Result, settings) -> str:
              rf"\texttt{{{c.id}}}\par\smallskip {_verdict_box(result)}\par",
              c.text,
              r"\begin{gather*}" + eqs + r"\end{gather*}",
-             r"\emph{Assumptions:} $" + r"$, $".join(c.assumptions) + r"$."
+             r"\emph{Assumptions:} $" + r"$, $".join(all_assumptions(c)) + r"$."
              + (rf" \emph{{Source:}} {c.source}." if c.source else "")
              + (r" \emph{Uses:} " + ", ".join(rf"\texttt{{{u}}}" for u in c.uses) + "."
                 if c.uses else ""),
@@ -224,12 +225,11 @@ def rules_appendix() -> list[str]:
              r"Each rule holds for every batch size $N \ge 1$. A reduction's bound index "
              r"is not free in it, so a closed statistic such as $\frac1N\sum_j x_j$ is a "
              r"constant of any outer reduction.",
-             r"\begin{center}\begin{tabular}{@{}lp{0.72\linewidth}@{}}", r"\toprule",
-             r"rule & statement \\ \midrule"]
-    for rule in RULES.values():
-        lines.append(rf"\rulename{{{rule.name}}} & ${rule.latex}$\newline "
-                     rf"\small {_escape(rule.description)} \\[0.3em]")
-    lines += [r"\bottomrule", r"\end{tabular}\end{center}"]
+             r"\begin{description}"]
+    for rule in RULES.values():  # a list, not a table, so that it can break across pages
+        lines.append(rf"\item[\rulename{{{rule.name}}}] ${rule.latex}$\\ "
+                     rf"{{\small {_escape(rule.description)}}}")
+    lines.append(r"\end{description}")
     return lines
 
 

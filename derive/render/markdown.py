@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..core import Result
+from ..core import Result, all_assumptions
 from .common import evidence_rows, verdict_phrase
 from .latex import _Z as z
 from .latex import equation_tex, tex
@@ -29,12 +29,13 @@ def claim_md(result: Result) -> str:
     lines = [f"### {c.title} — `{c.id}`", "", f"**{verdict_phrase(result)}**", "",
              prose(c.text), ""]
     lines += [f"$$ {equation_tex(e)} $$" for e in c.equations]
-    lines += ["", "Assumptions: " + ", ".join(f"${a}$" for a in c.assumptions)
+    lines += ["", "Assumptions: " + ", ".join(f"${a}$" for a in all_assumptions(c))
               + (f". Source: {prose(c.source)}." if c.source else ""), ""]
     for n, part in enumerate(result.proof, 1):
-        chain = " → ".join(f"`{s.rule}`" for s in part.lhs_steps + part.rhs_steps) or "—"
-        lines.append(f"- part {n} ({part.equation.label}): rules {chain}; residual "
-                     f"${tex(part.residual)}$")
+        chain = " → ".join(f"`{s.rule}`" for s in part.lhs_steps + part.rhs_steps)
+        label = f" ({prose(part.equation.label)})" if part.equation.label else ""
+        rules = f"rules {chain}" if part.lhs_steps + part.rhs_steps else "nothing to reduce"
+        lines.append(f"- part {n}{label}: {rules}; residual ${tex(part.residual)}$")
     if v.counterexample is not None:
         cex = v.counterexample
         vals = ", ".join(f"${k} = {tex(tuple(v)) if isinstance(v, list) else tex(v)}$"
