@@ -61,9 +61,9 @@ def _release_hold(expr):
     return expr.func(*args) if any(a is not b for a, b in zip(args, expr.args)) else expr
 
 
-def _sum_as_mean(expr):
-    return _bottom_up(expr, lambda e: e.size * Mean(e.body, e.index, e.size)
-                      if isinstance(e, BatchSum) else None)
+def _mean_as_sum(expr):
+    return _bottom_up(expr, lambda e: BatchSum(e.body, e.index, e.size) / e.size
+                      if isinstance(e, Mean) else None)
 
 
 def _expand(expr):
@@ -128,8 +128,9 @@ RULES: dict[str, Rule] = {r.name: r for r in (
          "derivative 0", _differentiate),
     Rule("release-hold", r"\operatorname{sg}(e) = e",
          "a held statistic has the value of the statistic", _release_hold),
-    Rule("sum-as-mean", r"\sum_{j=1}^{N} f_j = N\cdot\tfrac{1}{N}\sum_{j=1}^{N} f_j",
-         "a batch sum is N times the batch mean", _sum_as_mean),
+    Rule("mean-as-sum", r"\operatorname{E}_j[f_j] = \tfrac{1}{N}\sum_{j=1}^{N} f_j",
+         "a batch mean is the batch sum over N (used when a statement has sums)",
+         _mean_as_sum),
     Rule("expand", r"a(b+c) = ab + ac",
          "distribute products over sums, inside and outside reductions", _expand),
     Rule("linearity",
@@ -146,18 +147,25 @@ RULES: dict[str, Rule] = {r.name: r for r in (
 )}
 
 # The order in which the reducer tries the structural rules; it loops until none applies.
-ORDER = ("differentiate", "release-hold", "sum-as-mean", "expand", "linearity",
+ORDER = ("differentiate", "release-hold", "mean-as-sum", "expand", "linearity",
          "mean-of-constant", "sifting")
 
 
 def reduce(expr: sp.Expr, deadline: Callable[[], None] | None = None,
-           max_rounds: int = 50) -> list[Step]:
-    """Apply the rules until none changes ``expr``; returns the steps (possibly empty)."""
+           max_rounds: int = 50, sums: bool | None = None) -> list[Step]:
+    """Apply the rules until none changes ``expr``; returns the steps (possibly empty).
+
+    ``sums``: write means as sums (so that both sides of a statement with a sum meet in
+    one form); by default, when ``expr`` itself has a sum.
+    """
     steps: list[Step] = []
     current = sp.sympify(expr)
+    if sums is None:
+        sums = current.has(BatchSum)
+    order = ORDER if sums else tuple(n for n in ORDER if n != "mean-as-sum")
     for _ in range(max_rounds):
         changed = False
-        for name in ORDER:
+        for name in order:
             if deadline:
                 deadline()
             new = RULES[name].apply(current)
@@ -172,6 +180,6 @@ def reduce(expr: sp.Expr, deadline: Callable[[], None] | None = None,
     return steps
 
 
-def normal_form(expr: sp.Expr, deadline=None) -> sp.Expr:
-    steps = reduce(expr, deadline)
+def normal_form(expr: sp.Expr, deadline=None, sums: bool | None = None) -> sp.Expr:
+    steps = reduce(expr, deadline, sums=sums)
     return steps[-1].after if steps else sp.sympify(expr)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from . import counterexample, numeric
+from .calculus import BatchSum
 from .core import (
     PROVED,
     REFUTED,
@@ -78,7 +79,8 @@ def time_budget(seconds: float | None, what: str):
 
 def prove_part(claim: Claim, n: int) -> PartProof:
     eq = claim.equations[n]
-    lhs_steps, rhs_steps = reduce(eq.lhs), reduce(eq.rhs)
+    sums = eq.lhs.has(BatchSum) or eq.rhs.has(BatchSum)  # then both sides meet as sums
+    lhs_steps, rhs_steps = reduce(eq.lhs, sums=sums), reduce(eq.rhs, sums=sums)
     lhs = lhs_steps[-1].after if lhs_steps else eq.lhs
     rhs = rhs_steps[-1].after if rhs_steps else eq.rhs
     residual = sp.factor(sp.cancel(sp.together(lhs - rhs))) if lhs != rhs else sp.S.Zero
