@@ -6,16 +6,13 @@ Usage errors print one line and exit 2; a run whose claims or outputs fall short
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import sympy as sp
-
 from .collect import UsageError
 from .core import DeriveError
-
-Z = sp.Symbol("z", real=True)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -135,14 +132,14 @@ SYMBOL = {"proved": "PROVED", "refuted": "REFUTED", "undecided": "UNDECIDED"}
 
 def _claim_lines(result) -> list[str]:
     """One line per claim, then, for a refuted or undecided one, what the user needs."""
-    from .text import text
+    from .text import plain_name, text
     v = result.verdict
     layers = "  ".join(_brief(e) for e in result.evidence)
     lines = [f"{SYMBOL[v.status]:<10} {result.id:<40} {layers}  ({result.seconds:.2f} s)"]
     if v.counterexample is not None:
         cex = v.counterexample
-        values = ", ".join(f"{text(sp_symbol(k))} = {_value(x)}" for k, x in cex.values.items())
-        fns = "".join(f", {text(f(Z))} = {text(lam(Z))}" for f, lam in cex.functions)
+        values = ", ".join(f"{plain_name(k)} = {_value(x)}" for k, x in cex.values.items())
+        fns = "".join(f", {text(f)} = {text(v)}" for f, v in cex.function_equations())
         lines.append(f"    counterexample: N = {cex.size}: {values}{fns}")
         lines.append(f"    left = {text(cex.lhs)}, right = {text(cex.rhs)}, "
                      f"residual = {text(cex.residual)} (exact)")
@@ -170,11 +167,6 @@ def _brief(e) -> str:
 def _value(x):
     from .text import text
     return "(" + ", ".join(text(v) for v in x) + ")" if isinstance(x, list) else text(x)
-
-
-def sp_symbol(name: str):
-    import sympy as sp
-    return sp.Symbol(name)
 
 
 def cmd_check(args) -> int:
@@ -232,6 +224,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("derive: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL
 
 
 if __name__ == "__main__":

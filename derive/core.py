@@ -20,6 +20,7 @@ import sympy as sp
 
 from .calculus import Batch, BatchSum, Mean
 
+_Z = sp.Symbol("z", real=True)
 PROVED, REFUTED, UNDECIDED = "proved", "refuted", "undecided"
 VERDICTS = (PROVED, REFUTED, UNDECIDED)
 
@@ -157,6 +158,10 @@ class Counterexample:
     @property
     def residual(self) -> sp.Expr:
         return sp.simplify(self.lhs - self.rhs)
+
+    def function_equations(self) -> list[tuple[sp.Expr, sp.Expr]]:
+        """Each arbitrary function's instance as (f(z), its formula in z), for printing."""
+        return [(f(_Z), lam(_Z)) for f, lam in self.functions]
 
 
 @dataclass

@@ -182,8 +182,9 @@ class Instance:
     choice: dict = field(default_factory=dict)
 
 
-def scaled_error(lhs: complex, rhs: complex) -> float:
-    return abs(lhs - rhs) / (1.0 + max(abs(lhs), abs(rhs)))
+def scaled_error(lhs, rhs):
+    """|lhs - rhs| / (1 + max(|lhs|, |rhs|)), elementwise: the error the tolerance bounds."""
+    return np.abs(lhs - rhs) / (1.0 + np.maximum(np.abs(lhs), np.abs(rhs)))
 
 
 def compile_claim(claim: Claim, choice: dict) -> list:
@@ -219,7 +220,7 @@ def instance_error(claim: Claim, inst: Instance, cache: dict | None = None) -> f
             undefined = ~np.isfinite(lv) & ~np.isfinite(rv)
             if undefined.all():
                 return math.nan  # both sides undefined (0/0 at eps = 0): outside the domain
-            err = np.abs(lv - rv) / (1.0 + np.maximum(np.abs(lv), np.abs(rv)))
+            err = scaled_error(lv, rv)
             err = np.where(undefined, 0.0, err)
             top = float(np.max(err))
             if not math.isfinite(top):

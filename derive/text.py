@@ -11,7 +11,7 @@ _GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "Delta": "�
           "eta": "η", "theta": "θ", "mu": "μ", "sigma": "σ"}
 
 
-def _plain_name(name: str) -> str:
+def plain_name(name: str) -> str:
     return re.sub(r"\\([A-Za-z]+)\s*", lambda m: _GREEK.get(m.group(1), m.group(1)), name)
 
 
@@ -19,7 +19,7 @@ class TextPrinter(StrPrinter):
     printmethod = "_derive_text"  # ignore the objects' own _sympystr (Indexed has one)
 
     def _print_Symbol(self, expr):
-        return _plain_name(expr.name)
+        return plain_name(expr.name)
 
     _print_Dummy = _print_Symbol
 
@@ -42,7 +42,7 @@ class TextPrinter(StrPrinter):
         return f"δ_{''.join(map(self._print, expr.args))}"
 
     def _print_Function(self, expr):
-        return f"{_plain_name(getattr(expr.func, '_latex_name', expr.func.__name__))}" \
+        return f"{plain_name(getattr(expr.func, '_latex_name', expr.func.__name__))}" \
                f"({', '.join(map(self._print, expr.args))})"
 
 

@@ -16,8 +16,6 @@ from ..text import text
 from .common import library_versions
 from .latex import equation_tex, tex
 
-z = sp.Symbol("z")
-
 FORMAT_VERSION = 1
 
 
@@ -76,7 +74,7 @@ def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
         cex = v.counterexample
         out["counterexample"] = {
             "N": cex.size, "part": cex.part, "values": _clean(cex.values),
-            "functions": {text(f(z)): text(lam(z)) for f, lam in cex.functions},
+            "functions": {text(f): text(v) for f, v in cex.function_equations()},
             "lhs": sp.sstr(cex.lhs), "rhs": sp.sstr(cex.rhs),
             "residual": sp.sstr(cex.residual), "exact": True}
     return out

@@ -59,7 +59,6 @@ class BatchLatexPrinter(LatexPrinter):
 
 
 _PRINTER = BatchLatexPrinter({"mul_symbol": None})
-_Z = sp.Symbol("z", real=True)
 
 
 def tex(expr) -> str:
@@ -171,7 +170,7 @@ def _counterexample_tex(result: Result) -> list[str]:
         values.append(f"{name} = {shown}")
     lines = [r"\paragraph{Counterexample.} The smallest batch size that fails is "
              rf"$N = {cex.size}$. Take ${', '.join(values)}$"
-             + "".join(rf" and ${tex(f(_Z))} = {tex(lam(_Z))}$" for f, lam in cex.functions)
+             + "".join(rf" and ${tex(f)} = {tex(v)}$" for f, v in cex.function_equations())
              + ". Then",
              r"\[ \text{left} = " + tex(cex.lhs) + r",\qquad \text{right} = " + tex(cex.rhs)
              + r",\qquad \text{left} - \text{right} = " + tex(cex.residual) + r" \ne 0, \]",

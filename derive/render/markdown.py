@@ -6,7 +6,6 @@ import re
 
 from ..core import Result, all_assumptions
 from .common import evidence_rows, verdict_phrase
-from .latex import _Z as z
 from .latex import equation_tex, tex
 
 _INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
@@ -41,7 +40,7 @@ def claim_md(result: Result) -> str:
         vals = ", ".join(f"${k} = {tex(tuple(v)) if isinstance(v, list) else tex(v)}$"
                          for k, v in cex.values.items())
         lines += ["", f"Counterexample (smallest N = {cex.size}): {vals}"
-                  + "".join(f", ${tex(f(z))} = {tex(lam(z))}$" for f, lam in cex.functions)
+                  + "".join(f", ${tex(f)} = {tex(v)}$" for f, v in cex.function_equations())
                   + f"; left = ${tex(cex.lhs)}$, right = ${tex(cex.rhs)}$, residual "
                   f"${tex(cex.residual)}$ (exact)."]
     lines += ["", "| layer | finding | agrees |", "|---|---|---|"]
