@@ -135,13 +135,21 @@ class Grad(sp.Expr):
     """Unevaluated derivative of ``expr`` with respect to a parameter or a sample ``u[k]``.
 
     ``doit`` differentiates with SymPy's chain rule: reductions differentiate their body,
-    ``Held`` gives zero.
+    ``Held`` gives zero.  With ``at``, ``wrt`` is an intermediate node of a computation written
+    as a free parameter, and the derivative is evaluated at ``wrt = at``: the backward pass's
+    partial derivative by a node such as sigma^2, which holds the node's inputs fixed.
     """
 
     is_commutative = True
 
-    def __new__(cls, expr, wrt):
-        return sp.Expr.__new__(cls, sp.sympify(expr), sp.sympify(wrt))
+    def __new__(cls, expr, wrt, at=None):
+        args = (sp.sympify(expr), sp.sympify(wrt))
+        if at is not None:
+            if not isinstance(args[1], sp.Symbol) or isinstance(args[1], SampleIndex):
+                raise ValueError("Grad(..., at=...) needs a parameter (a node written as a "
+                                 "symbol) to differentiate by")
+            args += (sp.sympify(at),)
+        return sp.Expr.__new__(cls, *args)
 
     @property
     def expr(self):
@@ -152,12 +160,20 @@ class Grad(sp.Expr):
         return self.args[1]
 
     @property
+    def at(self):
+        """The value the node is evaluated at, or None for an ordinary derivative."""
+        return self.args[2] if len(self.args) > 2 else None
+
+    @property
     def free_symbols(self):
-        return self.expr.free_symbols | self.wrt.free_symbols
+        if self.at is None:
+            return self.expr.free_symbols | self.wrt.free_symbols
+        return (self.expr.free_symbols - {self.wrt}) | self.at.free_symbols
 
     def doit(self, **hints):
         expr = self.expr.doit(**hints) if hints.get("deep", True) else self.expr
-        return sp.diff(expr, self.wrt)
+        out = sp.diff(expr, self.wrt)
+        return out if self.at is None else out.xreplace({self.wrt: self.at})
 
 
 def held(expr: sp.Expr) -> sp.Expr:

@@ -13,11 +13,13 @@ shared statistics it costs milliseconds.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Iterable
 
 import numpy as np
 import sympy as sp
+from sympy.polys.monomials import monomial_gcd
 
 from .calculus import Grad, Held, SampleIndex, is_reduction
 from .core import Unsupported
@@ -116,7 +118,11 @@ class ExplicitBatch:
             wrt = self.eval(expr.wrt, env)
             if not wrt.is_Symbol:
                 raise Unsupported(f"cannot differentiate with respect to {expr.wrt}")
-            return self.total_derivative(value, wrt)
+            if expr.at is None:
+                return self.total_derivative(value, wrt)
+            # a node's partial derivative: its inputs fixed, then the node set to its value
+            derivative = self.resolve(self.total_derivative(value, wrt), only_with=wrt)
+            return derivative.xreplace({wrt: self.eval(expr.at, env)})
         if not expr.args or expr.is_Atom:
             return expr
         return expr.func(*[self.eval(a, env) for a in expr.args])
@@ -142,10 +148,13 @@ class ExplicitBatch:
 
     # -- deciding and evaluating -------------------------------------------------------------
 
-    def resolve(self, value: sp.Expr) -> sp.Expr:
-        """Substitute statistic definitions until none is left."""
+    def resolve(self, value: sp.Expr, only_with: sp.Symbol | None = None) -> sp.Expr:
+        """Substitute statistic definitions until none is left (with ``only_with``: only
+        the statistics whose value depends on that symbol)."""
         for _ in range(len(self.definitions) + 1):
             found = value.free_symbols & self.definitions.keys()
+            if only_with is not None:
+                found = {s for s in found if only_with in self.resolve(self.definitions[s]).free_symbols}
             if not found:
                 return value
             value = value.xreplace({s: self.definitions[s] for s in found})
@@ -154,17 +163,42 @@ class ExplicitBatch:
     def is_zero(self, value: sp.Expr) -> bool:
         """Exact: is ``value`` identically 0 as a function of the samples and parameters?"""
         if value not in self._zero:
-            self._zero[value] = (_simplify(value) == 0 or _roots_vanish(self.resolve(value))
-                                 or _simplify(self.resolve(value)) == 0)
+            self._zero[value] = bool(self.field_zero(value)) or self._slow_zero(value)
         return self._zero[value]
+
+    def _slow_zero(self, value: sp.Expr) -> bool:
+        return (_simplify(value) == 0 or _roots_vanish(self.resolve(value))
+                or _simplify(self.resolve(value)) == 0)
+
+    def field_zero(self, value: sp.Expr) -> bool | None:
+        """Zero test in sparse rational arithmetic (SymPy's polynomial rings, not Expr trees).
+
+        Every statistic is converted once, where it is defined, so the shared structure is
+        kept.  A square root sqrt(V)^p becomes r^p for a new generator r, and the numerator
+        is reduced modulo r^2 - V: a zero remainder proves the value is 0 (r^2 = V holds).
+        True: shown to be 0.  False: the remainder is not 0 -- a value that is nevertheless 0
+        would need a relation between the roots, so ``decide`` then looks for a point.
+        None: the value is outside what the conversion handles.
+        """
+        try:
+            return _FieldTest(self.definitions).is_zero(value)
+        except Unsupported:
+            return None
 
     def decide(self, value: sp.Expr, points: int = 3, seed: int = 0) -> bool | None:
         """True: identically 0.  False: certainly not (an exact point where it is nonzero).
         None: neither could be shown -- the simplifier is not complete, so a residual it
         cannot reduce is not a failure by itself."""
-        if self.is_zero(value):
+        if value in self._zero:
+            found = self._zero[value]
+        else:
+            found = self.field_zero(value)
+        if found:
             return True
-        return None if self.zero_at_points(value, points, seed) else False
+        if not self.zero_at_points(value, points, seed):
+            return False
+        # zero at every point tried, but not shown zero in the field: try the slow way
+        return True if self.is_zero(value) else None
 
     def zero_at_points(self, value: sp.Expr, points: int = 3, seed: int = 0) -> bool:
         """Is ``value`` exactly 0 at ``points`` random rational points?  (A spot check.)"""
@@ -197,6 +231,158 @@ class ExplicitBatch:
         for s, definition in self.definitions.items():  # definitions are in creation order
             stats[s] = definition.xreplace({**numbers, **stats})
         return value.xreplace({**numbers, **stats})
+
+
+class _Frac:
+    """numer / prod(factor^k): a fraction whose denominator is kept as a product of factors.
+
+    Sums take the least common multiple of the factor lists, so no polynomial gcd is ever
+    computed (gcds dominate SymPy's own rational-function arithmetic here).
+    """
+
+    __slots__ = ("numer", "den")
+
+    def __init__(self, numer, den=None):
+        self.numer, self.den = numer, den or {}
+
+    def __add__(self, other):
+        den = dict(self.den)
+        for f, k in other.den.items():
+            den[f] = max(den.get(f, 0), k)
+        return _Frac(self._over(den) + other._over(den), den)
+
+    def _over(self, den):
+        out = self.numer
+        for f, k in den.items():
+            if k > self.den.get(f, 0):
+                out = out * f ** (k - self.den.get(f, 0))
+        return out
+
+    def __mul__(self, other):
+        den = dict(self.den)
+        for f, k in other.den.items():
+            den[f] = den.get(f, 0) + k
+        return _Frac(self.numer * other.numer, den)
+
+    def inverse(self, ring):
+        if self.numer == 0:
+            raise ZeroDivisionError
+        numer = ring.one
+        for f, k in self.den.items():
+            numer = numer * f ** k
+        scale, den = _factors(self.numer, ring)
+        return _Frac(numer * scale, den)
+
+    def power(self, k: int, ring):
+        base = self if k >= 0 else self.inverse(ring)
+        out = _Frac(ring.one)
+        for _ in range(abs(k)):
+            out = out * base
+        return out
+
+
+def _factors(poly, ring):
+    """poly = 1/scale * prod(factors): a monomial splits into its generators."""
+    lc = poly.LC
+    if poly.is_monomial:
+        den = {ring.gens[n]: e for n, e in enumerate(poly.LM) if e}
+    else:
+        den = {poly.quo_ground(lc): 1}
+    return ring(1 / lc), den
+
+
+class _FieldTest:
+    """Rational arithmetic over QQ in the samples, parameters and root generators.
+
+    A root is identified by the value of its radicand, not by how it is written, after
+    pulling out even powers of positive symbols: sqrt(a^2 V) = a sqrt(V) for a > 0.
+    """
+
+    def __init__(self, definitions: dict):
+        self.definitions = definitions
+
+    def is_zero(self, value: sp.Expr) -> bool:
+        self.atoms: set = set()
+        self.n_roots = 0            # an upper bound: one slot per root as written
+        self.seen: set = set()
+        self._collect(value)
+        atoms = sorted(self.atoms, key=sp.default_sort_key)
+        symbols = [sp.Dummy(f"r{n}") for n in range(self.n_roots)] + atoms
+        # lex with the roots first: the leading term of r^2 - V is r^2
+        self.ring, *gens = sp.ring(symbols, sp.QQ, sp.polys.orderings.lex)
+        self.root_gens = gens[:self.n_roots]
+        self.gen = dict(zip(atoms, gens[self.n_roots:]))
+        self.positive = [n for n, a in enumerate(symbols) if getattr(a, "is_positive", False)]
+        self.roots: dict = {}       # canonical radicand -> its generator
+        self.memo: dict = {}
+        self.relations: list = []
+        numer = self._convert(value).numer
+        if numer == 0:
+            return True
+        return numer.rem(self.relations) == 0
+
+    def _collect(self, e):
+        if e in self.seen:
+            return
+        self.seen.add(e)
+        if e.is_Rational:
+            return
+        if e.is_Symbol and e in self.definitions:
+            return self._collect(self.definitions[e])
+        if e.is_Add or e.is_Mul or (e.is_Pow and e.exp.is_Integer):
+            for a in e.args:
+                self._collect(a)
+        elif e.is_Pow and e.exp.is_Rational and e.exp.q == 2:
+            self.n_roots += 1
+            self._collect(e.base)
+        elif e.is_Symbol or (isinstance(e, sp.Function) and not e.has(*self.definitions)):
+            self.atoms.add(e)
+        else:
+            raise Unsupported(f"no exact arithmetic for {type(e).__name__}")
+
+    def _root(self, radicand: _Frac):
+        """sqrt(radicand) as (monomial factor, generator r) with r^2 a canonical radicand."""
+        numer = radicand.numer
+        if radicand.den or any(numer.degree(n) > 0 for n in range(self.n_roots)):
+            raise Unsupported("a root of a fraction or of a root")
+        if numer == 0:
+            raise Unsupported("a root of 0")
+        common = functools.reduce(monomial_gcd, numer.monoms())
+        pulled = tuple(e // 2 if n in self.positive else 0 for n, e in enumerate(common))
+        monomial = self.ring.one.mul_monom(pulled)
+        rest = numer.exquo(monomial * monomial)
+        if rest not in self.roots:
+            if len(self.roots) == self.n_roots:
+                raise Unsupported("more roots than expected")
+            r = self.root_gens[len(self.roots)]
+            self.roots[rest] = r
+            self.relations.append(r ** 2 - rest)
+        return monomial, self.roots[rest]
+
+    def _convert(self, e) -> _Frac:
+        if e in self.memo:
+            return self.memo[e]
+        if e.is_Rational:
+            out = _Frac(self.ring(e))
+        elif e.is_Symbol and e in self.definitions:
+            out = self._convert(self.definitions[e])
+        elif e.is_Add:
+            out = _Frac(self.ring.zero)
+            for a in e.args:
+                out = out + self._convert(a)
+        elif e.is_Mul:
+            out = _Frac(self.ring.one)
+            for a in e.args:
+                out = out * self._convert(a)
+        elif e.is_Pow and e.exp.is_Integer:
+            out = self._convert(e.base).power(int(e.exp), self.ring)
+        elif e.is_Pow:  # sqrt(V)^p, p odd
+            factor, r = self._root(self._convert(e.base))
+            out = _Frac(factor * r).power(int(e.exp.p), self.ring)
+        else:
+            out = _Frac(self.gen[e])
+        self.memo[e] = out
+        return out
 
 
 SIGNS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero", "integer")

@@ -75,8 +75,9 @@ def _linearity(expr):
         if not is_reduction(e):
             return None
         body, j = e.body, e.index
-        if body.is_Add:
-            return sp.Add(*[e.func(t, j, e.size) for t in body.args])
+        if body.is_Add:  # each new term may itself have factors to move out
+            terms = [e.func(t, j, e.size) for t in body.args]
+            return sp.Add(*[node(t) or t for t in terms])
         if body.is_Mul:
             const = [f for f in body.args if _free_of(f, j)]
             if const and len(const) < len(body.args):
@@ -113,6 +114,17 @@ def _sifting(expr):
     return _bottom_up(expr, node)
 
 
+def _roots(expr):
+    # (c X)^p = c^p X^p for c > 0: a common positive factor of a radicand leaves the root
+    # (SymPy splits the power once factor_terms has made the factor explicit)
+    def node(e):
+        if e.is_Pow and e.exp.is_Rational and not e.exp.is_integer and e.base.is_Add:
+            out = sp.Pow(sp.factor_terms(e.base), e.exp)
+            return out if out != e else None
+        return None
+    return _bottom_up(expr, node)
+
+
 def _algebra(expr):
     # Closed reductions, deltas and function values are atoms (generators) for SymPy's
     # rational-function arithmetic; cancel gives a canonical numerator/denominator.
@@ -142,13 +154,16 @@ RULES: dict[str, Rule] = {r.name: r for r in (
          "a summand free of the bound index", _constant),
     Rule("sifting", r"\tfrac{1}{N}\sum_{j=1}^{N} \delta_{jk} h_j = \tfrac{1}{N} h_k",
          "the Kronecker delta picks one summand", _sifting),
+    Rule("root-of-product", r"(cX)^{p} = c^{p} X^{p}\ (c > 0)",
+         "a positive factor common to every term of a radicand leaves the root",
+         _roots),
     Rule("algebra", r"\text{field arithmetic}",
          "rational-function arithmetic, closed statistics treated as atoms", _algebra),
 )}
 
 # The order in which the reducer tries the structural rules; it loops until none applies.
-ORDER = ("differentiate", "release-hold", "mean-as-sum", "expand", "linearity",
-         "mean-of-constant", "sifting")
+ORDER = ("differentiate", "release-hold", "mean-as-sum", "root-of-product", "expand",
+         "linearity", "mean-of-constant", "sifting")
 
 
 def reduce(expr: sp.Expr, deadline: Callable[[], None] | None = None,

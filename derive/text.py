@@ -36,7 +36,10 @@ class TextPrinter(StrPrinter):
         return f"sg({self._print(expr.args[0])})"
 
     def _print_Grad(self, expr):
-        return f"∂/∂{self._print(expr.wrt)}({self._print(expr.expr)})"
+        out = f"∂/∂{self._print(expr.wrt)}({self._print(expr.expr)})"
+        if expr.at is None:
+            return out
+        return f"{out}|_({self._print(expr.wrt)} = {self._print(expr.at)})"
 
     def _print_KroneckerDelta(self, expr):
         return f"δ_{''.join(map(self._print, expr.args))}"

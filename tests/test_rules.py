@@ -19,6 +19,7 @@ N = B.size
 u, v, x = B.samples("u"), B.samples("v"), B.samples("x")
 i, k = B.index("i"), B.index("k")
 b, c = B.params("b", "c")
+a = B.param("a", positive=True)
 j = BOUND_INDICES[0]
 delta = sp.KroneckerDelta
 
@@ -48,6 +49,7 @@ TABLE = [
     ("differentiate", Grad(E(u[i] + b), b), Mean(1, j, N)),
     ("differentiate", Grad(E(u[i]), u[k]), Mean(delta(j, k), j, N)),
     ("differentiate", Grad(Held(E(u[i] + b)), b), sp.S.Zero),
+    ("differentiate", Grad(E((u[i] - c) ** 2), c, at=E(u[i])), E(-2 * (u[i] - E(u[i])))),
     ("differentiate", E(Grad(b * u[i], b)), E(u[i])),
     ("release-hold", Held(E(u[i])) + b, E(u[i]) + b),
     ("mean-as-sum", E(u[i]), S(u[i]) / N),
@@ -63,6 +65,10 @@ TABLE = [
     ("sifting", E(delta(i, k) * u[i]), u[k] / N),
     ("sifting", S(delta(i, k) * u[i]), u[k]),
     ("sifting", S(delta(k, i) * u[i] * v[i]), u[k] * v[k]),
+    ("root-of-product", sp.sqrt(a ** 2 * E(u[i] ** 2) + a ** 2 * b ** 2),
+     a * sp.sqrt(E(u[i] ** 2) + b ** 2)),
+    ("root-of-product", 1 / sp.sqrt(4 * b ** 2 + 4), 1 / (2 * sp.sqrt(b ** 2 + 1))),
+    ("root-of-product", sp.sqrt(b ** 2 * c + b ** 2), sp.sqrt(b ** 2 * (c + 1))),
     ("algebra", (b ** 2 - 1) / (b - 1), b + 1),
     ("algebra", (b + 1) * (b - 1), b ** 2 - 1),
 ]

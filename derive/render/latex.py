@@ -40,7 +40,11 @@ class BatchLatexPrinter(LatexPrinter):
         inner = self._print(expr.expr)
         if expr.expr.is_Add or isinstance(expr.expr, (Mean, BatchSum)):
             inner = r"\left(" + inner + r"\right)"
-        return rf"\frac{{\partial}}{{\partial {self._print(expr.wrt)}}} {inner}"
+        out = rf"\frac{{\partial}}{{\partial {self._print(expr.wrt)}}} {inner}"
+        if expr.at is None:
+            return out
+        return (rf"\left.{out}\right|_{{{self._print(expr.wrt)} = "
+                rf"{self._print(expr.at)}}}")
 
     def _print_Function(self, expr, exp=None):
         name = getattr(expr.func, "_latex_name", None)
