@@ -52,6 +52,7 @@ class _Reduction(sp.Expr):
 
     is_commutative = True
     symbol = ""  # set by subclasses (for messages)
+    precedence = 45  # between a sum and a product (SymPy: 40, 50): parenthesized as a factor
 
     def __new__(cls, body, index, size):
         body = sp.sympify(body)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .claims import TOPICS
 from .collect import UsageError
 from .core import DeriveError
 
@@ -65,9 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     r = sub.add_parser("report", help="check every claim and write the report",
-                       description="Check every claim of the centering report ([BN] §2) and "
-                                   "write reports/centering.{tex,pdf,json}. Without a TeX "
+                       description="Check every claim and write one report per topic: "
+                                   "centering ([BN] §2) and batchnorm ([BN] §3, Algorithms 1-2, "
+                                   "§3.3), as reports/TOPIC.{tex,pdf,json}. Without a TeX "
                                    "engine the .tex and .json are still written.")
+    r.add_argument("--topic", choices=("all",) + tuple(TOPICS), default="all",
+                   help="which report to write (default: all)")
     r.add_argument("--out", type=_out_dir, default="reports", metavar="DIR",
                    help="directory for the outputs (default: reports)")
     r.add_argument("--format", type=_formats, default=("tex", "pdf", "json"),
@@ -112,8 +116,15 @@ def _progress(quiet: bool):
 def cmd_report(args) -> int:
     from .report import build
     t0 = time.perf_counter()
-    results, written, warnings = build("centering", args.out, args.format,
-                                       progress=_progress(args.quiet), timings=args.timings)
+    results, written, warnings = [], [], []
+    for topic in TOPICS if args.topic == "all" else (args.topic,):
+        if not args.quiet:
+            print(f"{topic}:", file=sys.stderr, flush=True)
+        found, files, warn = build(topic, args.out, args.format, progress=_progress(args.quiet),
+                                   timings=args.timings)
+        results += found
+        written += files
+        warnings += [w for w in warn if w not in warnings]
     for path in written:
         print(f"wrote {path}")
     for w in warnings:

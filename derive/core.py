@@ -60,7 +60,9 @@ class Claim:
 
     ``functions`` maps each arbitrary function in the statement (an ``activation``) to concrete
     instances used by the numeric and counterexample layers (ordered simplest first).
-    ``min_size`` is the smallest batch size the assumptions allow.
+    ``min_size`` is the smallest batch size the assumptions allow.  ``domain`` lists closed
+    expressions that must be positive where the statement is defined (a variance at
+    epsilon = 0): instances and counterexamples outside it are not drawn.
     """
 
     id: str
@@ -75,6 +77,8 @@ class Claim:
     min_size: int = 1
     functions: tuple[tuple[Any, tuple[sp.Lambda, ...]], ...] = ()
     ranges: tuple[tuple[sp.Symbol, tuple[float, float]], ...] = ()
+    domain: tuple[sp.Expr, ...] = ()   # closed expressions that must be > 0 (sigma^2 > 0)
+    explicit_up_to: int | None = None  # largest explicit N worth its time (None: settings')
 
     def __post_init__(self):
         if self.expected is not None and self.expected not in VERDICTS:

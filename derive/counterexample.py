@@ -78,6 +78,7 @@ def _search_at(claim, size, choice, bases, params):
         lhs, rhs = instantiate(eq.lhs, choice), instantiate(eq.rhs, choice)
         for env in index_assignments(free_indices(eq.lhs, eq.rhs), size):
             parts.append((n, env, batch.eval(lhs, env), batch.eval(rhs, env)))
+    domain = [batch.eval(d, {}) for d in claim.domain]
     names = [batch.sample(b, t) for b in bases for t in range(1, size + 1)] + list(params)
     ranges = dict(claim.ranges)
     pools = [allowed(batch.sample(b, 1), ranges.get(b)) for b in bases
@@ -86,6 +87,8 @@ def _search_at(claim, size, choice, bases, params):
         return None  # some variable admits none of the simple values
     for combo in _candidates(len(names), seed=size):
         numbers = {s: pool[c % len(pool)] for s, pool, c in zip(names, pools, combo)}
+        if not all(batch.substitute(d, numbers).is_positive for d in domain):
+            continue  # outside the claim's domain (a zero variance at epsilon = 0)
         for n, env, lhs, rhs in parts:
             lv, rv = batch.substitute(lhs, numbers), batch.substitute(rhs, numbers)
             if lv.has(sp.zoo, sp.nan) or rv.has(sp.zoo, sp.nan):

@@ -162,11 +162,19 @@ class ExplicitBatch:
 
     def is_zero(self, value: sp.Expr) -> bool:
         """Exact: is ``value`` identically 0 as a function of the samples and parameters?"""
+        return bool(self._fast_zero(value)) or self._slow_zero(value)
+
+    def _fast_zero(self, value: sp.Expr) -> bool | None:
+        """In sparse rational arithmetic; where that does not apply (too many variables for
+        dense monomials, or a node it does not know), with SymPy's simplifier."""
         if value not in self._zero:
-            self._zero[value] = bool(self.field_zero(value)) or self._slow_zero(value)
+            found = self.field_zero(value)
+            self._zero[value] = self._slow_zero(value) if found is None else found
         return self._zero[value]
 
     def _slow_zero(self, value: sp.Expr) -> bool:
+        """First with the statistics as free symbols (if the value vanishes for all their
+        values it vanishes for the actual ones), then fully resolved."""
         return (_simplify(value) == 0 or _roots_vanish(self.resolve(value))
                 or _simplify(self.resolve(value)) == 0)
 
@@ -189,16 +197,12 @@ class ExplicitBatch:
         """True: identically 0.  False: certainly not (an exact point where it is nonzero).
         None: neither could be shown -- the simplifier is not complete, so a residual it
         cannot reduce is not a failure by itself."""
-        if value in self._zero:
-            found = self._zero[value]
-        else:
-            found = self.field_zero(value)
-        if found:
+        if self._fast_zero(value):
             return True
         if not self.zero_at_points(value, points, seed):
             return False
-        # zero at every point tried, but not shown zero in the field: try the slow way
-        return True if self.is_zero(value) else None
+        # zero at every point tried, but not shown zero yet: try the slow way
+        return True if self._zero[value] is False and self._slow_zero(value) else None
 
     def zero_at_points(self, value: sp.Expr, points: int = 3, seed: int = 0) -> bool:
         """Is ``value`` exactly 0 at ``points`` random rational points?  (A spot check.)"""
@@ -231,6 +235,9 @@ class ExplicitBatch:
         for s, definition in self.definitions.items():  # definitions are in creation order
             stats[s] = definition.xreplace({**numbers, **stats})
         return value.xreplace({**numbers, **stats})
+
+
+MAX_GENERATORS = 96   # monomials are tuples of exponents: beyond this, Expr arithmetic wins
 
 
 class _Frac:
@@ -306,6 +313,8 @@ class _FieldTest:
         self.n_roots = 0            # an upper bound: one slot per root as written
         self.seen: set = set()
         self._collect(value)
+        if len(self.atoms) + self.n_roots > MAX_GENERATORS:
+            raise Unsupported("too many variables for dense monomials")
         atoms = sorted(self.atoms, key=sp.default_sort_key)
         symbols = [sp.Dummy(f"r{n}") for n in range(self.n_roots)] + atoms
         # lex with the roots first: the leading term of r^2 - V is r^2

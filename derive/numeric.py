@@ -25,6 +25,8 @@ from .core import Claim, Unsupported
 from .explicit import free_indices
 
 STEP = 1e-30          # complex-step size: no subtraction, so it can be tiny
+SHRINK_STEPS = 60     # Hypothesis shrinks a failure for at most this many examples
+DOMAIN_MARGIN = 1e-6  # a domain expression (a variance) must exceed this in an instance
 TINY = 1e-12         # Hypothesis draws smaller magnitudes as 0
 TOLERANCE = 1e-9      # |lhs - rhs| <= TOLERANCE * (1 + max(|lhs|, |rhs|)), float64
 DEFAULT_RANGE = (-5.0, 5.0)
@@ -220,10 +222,14 @@ def instance_error(claim: Claim, inst: Instance, cache: dict | None = None) -> f
     key = tuple(sorted((str(f), str(lam)) for f, lam in inst.choice.items()))
     if key not in cache:
         cache[key] = compile_claim(claim, inst.choice)
+        cache[key + ("domain",)] = [Compiled(instantiate(d, inst.choice), [], claim.batch.size)
+                                    for d in claim.domain]
     ctx = Context(inst.size, {k: np.asarray(v, dtype=float) for k, v in inst.samples.items()},
                   inst.params)
     worst = 0.0
     with np.errstate(all="ignore"):
+        if not all(np.all(np.real(d(ctx)) > DOMAIN_MARGIN) for d in cache[key + ("domain",)]):
+            return math.nan  # outside the claim's domain, or too close to its edge
         for lhs, rhs in cache[key]:
             lv, rv = np.broadcast_arrays(np.asarray(lhs(ctx)), np.asarray(rhs(ctx)))
             # An identity is a statement about the points where both sides are defined: a
@@ -293,18 +299,21 @@ class _OutOfTime(BaseException):
 
 
 def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
-                     deadline: float | None = None):
+                     deadline: float | None = None, shrink_steps: int = SHRINK_STEPS):
     """Hypothesis-drawn instances (derandomized).  Returns (count, worst error, failure).
 
-    ``failure`` is the shrunk failing Instance when some instance exceeds the tolerance.
-    At ``deadline`` (a ``time.monotonic`` value) the run stops with what it has.
+    ``failure`` is the shrunk failing Instance when some instance exceeds the tolerance;
+    shrinking stops after ``shrink_steps`` more examples with the smallest failure found by
+    then (a count, not a time, so the result is reproducible; the minimal counterexample is
+    the exact layer's job).  At ``deadline`` (a ``time.monotonic``
+    value) the run stops with what it has.
     """
     from hypothesis import HealthCheck, assume, given, settings
     from hypothesis import strategies as st
 
     bases, params = variables(claim)
     functions = list(claim.functions)
-    seen = {"count": 0, "worst": 0.0, "last_failure": None}
+    seen = {"count": 0, "worst": 0.0, "last_failure": None, "shrink_until": math.inf}
     cache: dict = {}
 
     def floats(lo, hi):
@@ -326,13 +335,15 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
                   for p in params}
         choice = {fn: data.draw(st.sampled_from(inst), str(fn)) for fn, inst in functions}
         inst = Instance(size, samples, values, choice)
-        if deadline is not None and time.monotonic() > deadline:
+        if (deadline is not None and time.monotonic() > deadline) \
+                or seen["count"] >= seen["shrink_until"]:
             raise _OutOfTime
         err = instance_error(claim, inst, cache)
         assume(not math.isnan(err))  # outside the statement's domain
         seen["count"] += 1
         if err > TOLERANCE:
             seen["last_failure"] = inst
+            seen["shrink_until"] = min(seen["shrink_until"], seen["count"] + shrink_steps)
         else:
             seen["worst"] = max(seen["worst"], err)
         assert err <= TOLERANCE
@@ -342,5 +353,5 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
     except AssertionError:
         return seen["count"], seen["worst"], seen["last_failure"]
     except _OutOfTime:
-        pass
+        return seen["count"], seen["worst"], seen["last_failure"]
     return seen["count"], seen["worst"], None

@@ -165,7 +165,8 @@ def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
     """Explicit batch sizes in increasing order, as many as the time budget allows."""
     t0 = time.perf_counter()
     good, bad, unknown, stopped = [], [], [], None
-    for n in (n for n in settings.explicit_sizes if n >= claim.min_size):
+    top = claim.explicit_up_to or max(settings.explicit_sizes, default=0)
+    for n in (n for n in settings.explicit_sizes if claim.min_size <= n <= top):
         remaining = settings.explicit_budget - (time.perf_counter() - t0)
         try:
             with time_budget(max(remaining, 1e-3), f"the explicit check at N = {n}"):
@@ -326,7 +327,8 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
 
 def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evidence) -> str:
     """Why the corroboration is too thin to back a proof ('' when it is enough)."""
-    sizes = [n for n in settings.explicit_sizes if n >= claim.min_size]
+    top = claim.explicit_up_to or max(settings.explicit_sizes, default=0)
+    sizes = [n for n in settings.explicit_sizes if claim.min_size <= n <= top]
     wanted = min(2, len(sizes))
     if len(explicit.details.get("holds_at", [])) < wanted:
         return f"the explicit layer reached fewer than {wanted} batch sizes"

@@ -39,7 +39,7 @@ w = B.param("w", positive=True)
 eta = B.param(r"\eta", positive=True)
 C = B.param("C")
 MU = B.param(r"\mu")               # the node mu
-VAR = B.param(r"\sigma^2")         # the node sigma^2
+VAR = B.param(r"{\sigma^{2}}")         # the node sigma^2
 W1 = B.param(r"w_1'")              # the node (a w)_1
 EX, VX = B.param(r"\operatorname{E}[x]"), B.param(r"\operatorname{Var}[x]", positive=True)
 x_inf = B.param("x")               # an input at inference time
@@ -89,6 +89,11 @@ loss_at_mu = total(g[i] * (gamma * (x[i] - MU) / sp.sqrt(mean((x[i] - MU) ** 2) 
 
 EPS0 = (r"\epsilon = 0", r"\sigma^2 > 0 \text{ (not all } x_i \text{ equal)}", r"m \ge 2")
 ARBITRARY = r"g_i = \partial\ell/\partial y_i \text{ arbitrary}"
+
+
+def variance(value):
+    """sigma^2 of the batch whose sample i is ``value``."""
+    return mean((value - mean(value)) ** 2)
 
 
 def unit(first, second, epsilon=0):
@@ -205,7 +210,8 @@ def identity_claims() -> list[Claim]:
             text=r"For every $\epsilon \ge 0$, $\sum_i \partial\ell/\partial x_i = 0$: the "
                  r"gradient has no component along $\mathbf 1$, the direction a bias moves $x$.",
             assumptions=(r"m \ge 1", r"\epsilon \ge 0", r"\sigma^2 + \epsilon > 0", ARBITRARY),
-            source="a consequence of Algorithm 1", expected="proved"),
+            source="a consequence of Algorithm 1", expected="proved",
+            domain=(mean((x[i] - mu) ** 2) + eps_ge0,)),
         Claim(
             "bn.gradient-orthogonal-to-xhat", r"Orthogonal to $\hat x$ only at $\epsilon = 0$",
             B,
@@ -222,7 +228,8 @@ def identity_claims() -> list[Claim]:
                       sp.S.Zero, r"$\sum_i \hat x_i\,\partial\ell/\partial x_i$"),),
             text=r"At $\epsilon = 0$ the gradient is orthogonal to $\hat x$ as well.",
             assumptions=EPS0 + (ARBITRARY,), source="a consequence of Algorithm 1",
-            expected="proved", min_size=2),
+            expected="proved", min_size=2,
+            domain=(var,)),
     ]
 
 
@@ -236,7 +243,7 @@ def invariance_claims() -> list[Claim]:
                  r"unchanged, for every $\epsilon \ge 0$: a bias before BN is redundant.",
             assumptions=(r"m \ge 1", r"\epsilon \ge 0", r"\sigma^2 + \epsilon > 0",
                          r"c \text{ arbitrary}"),
-            source=r"[BN] \S 3.2", expected="proved"),
+            source=r"[BN] \S 3.2", expected="proved", domain=(var + eps_ge0,)),
         Claim(
             "bn.scale-invariance", r"Scale invariance fails for $\epsilon > 0$", B,
             (Equation(normalize(a * x[i], eps), normalize(x[i], eps),
@@ -251,14 +258,16 @@ def invariance_claims() -> list[Claim]:
                       r"$\mathrm{BN}(a x) = \mathrm{BN}(x)$"),),
             text=r"At $\epsilon = 0$ and $a > 0$, $\mu$ and $\sigma$ both scale by $a$.",
             assumptions=(r"a > 0",) + EPS0, source=r"[BN] \S 3.3", expected="proved",
-            min_size=2),
+            min_size=2,
+            domain=(var,)),
         Claim(
             "bn.scale-invariance-eps0-negative", r"\ldots{} but not for $a < 0$", B,
             (Equation(normalize(-a * x[i], 0), normalize(x[i], 0),
                       r"$\mathrm{BN}(-a x) = \mathrm{BN}(x)$"),),
             text=r"A negative factor flips the sign of $\hat x$: $\sigma$ scales by $|a|$.",
             assumptions=(r"a > 0",) + EPS0, source=r"[BN] \S 3.3", expected="refuted",
-            min_size=2),
+            min_size=2,
+            domain=(var,)),
         Claim(
             "bn.scale.input-gradient", "Scaled weights, same input gradient", B,
             (Equation(Grad(total(g[i] * unit(a * w1, a * w2)), u[k]),
@@ -268,7 +277,8 @@ def invariance_claims() -> list[Claim]:
             text=r"For a unit $x_i = w_1u_i + w_2v_i$ (a row of $W$ with two inputs), scaling "
                  r"the weights by $a > 0$ leaves the gradient by the inputs unchanged.",
             assumptions=(r"a > 0",) + EPS0 + (ARBITRARY,), source=r"[BN] \S 3.3",
-            uses=("bn.scale-invariance-eps0",), expected="proved", min_size=2),
+            uses=("bn.scale-invariance-eps0",), expected="proved", min_size=2,
+            domain=(variance(w1 * u[i] + w2 * v[i]),), explicit_up_to=5),
         Claim(
             "bn.scale.weight-gradient", "Larger weights, smaller gradients", B,
             (Equation(Grad(total(g[i] * unit(W1, a * w2)), W1, at=a * w1),
@@ -279,7 +289,8 @@ def invariance_claims() -> list[Claim]:
                  r"scaling the weights up scales their gradient down, which [BN] credits with "
                  r"stabilizing the parameter growth.",
             assumptions=(r"a > 0",) + EPS0 + (ARBITRARY,), source=r"[BN] \S 3.3",
-            uses=("bn.scale-invariance-eps0",), expected="proved", min_size=2),
+            uses=("bn.scale-invariance-eps0",), expected="proved", min_size=2,
+            domain=(variance(w1 * u[i] + w2 * v[i]),), explicit_up_to=5),
         Claim(
             "bn.inference-affine", "Inference is an affine map", B,
             (Equation(gamma * (x_inf - EX) / sp.sqrt(VX + eps) + beta,
@@ -347,7 +358,8 @@ def training_claims() -> list[Claim]:
                  r"$w^2 < \eta C$, where one step crosses $0$ and $\hat x$ flips sign.",
             assumptions=(r"w > 0", r"\eta > 0") + EPS0 + (ARBITRARY,),
             source=r"[BN] \S 2", uses=("bn.scale-invariance-eps0",), expected="proved",
-            min_size=2),
+            min_size=2,
+            domain=(variance(u[i]),)),
     ]
 
 

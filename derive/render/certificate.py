@@ -53,6 +53,7 @@ def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
         "text": c.text,
         "assumptions": list(all_assumptions(c)),
         "min_batch_size": c.min_size,
+        "domain": [f"{sp.sstr(d)} > 0" for d in c.domain],
         "source": c.source,
         "uses": list(c.uses),
         "proof": [{"part": n, "label": p.equation.label, "lhs_steps": _steps(p.lhs_steps),
