@@ -24,3 +24,5 @@ class Story:
     sections: tuple[Section, ...]
     version: str = ""
     references: tuple[str, ...] = field(default_factory=tuple)
+    # ((expression, LaTeX name), ...): how the statements print recurring statistics
+    abbreviations: tuple = ()

@@ -7,6 +7,8 @@ checked results and the topic's story; it computes nothing.
 
 from __future__ import annotations
 
+import contextlib
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
@@ -17,7 +19,17 @@ from .common import Story, evidence_rows, library_versions
 
 
 class BatchLatexPrinter(LatexPrinter):
-    """LaTeX for means, sums, held statistics and unevaluated derivatives."""
+    """LaTeX for means, sums, held statistics and unevaluated derivatives.
+
+    ``abbreviations`` maps sub-expressions to the names a story gives them (mu, sigma^2):
+    bound indices are canonical, so a statistic is the same object wherever it occurs.
+    """
+
+    abbreviations: dict = {}
+
+    def _print(self, expr, **kwargs):
+        name = self.abbreviations.get(expr) if isinstance(expr, sp.Basic) else None
+        return name if name is not None else super()._print(expr, **kwargs)
 
     def _reduction(self, expr, prefix):
         body = self._print(expr.body)
@@ -43,8 +55,12 @@ class BatchLatexPrinter(LatexPrinter):
         out = rf"\frac{{\partial}}{{\partial {self._print(expr.wrt)}}} {inner}"
         if expr.at is None:
             return out
-        return (rf"\left.{out}\right|_{{{self._print(expr.wrt)} = "
-                rf"{self._print(expr.at)}}}")
+        names, self.abbreviations = self.abbreviations, {}  # the value in full, not its name
+        try:
+            at = self._print(expr.at)
+        finally:
+            self.abbreviations = names
+        return rf"\left.{out}\right|_{{{self._print(expr.wrt)} = {at}}}"
 
     def _print_Function(self, expr, exp=None):
         name = getattr(expr.func, "_latex_name", None)
@@ -70,6 +86,17 @@ def tex(expr) -> str:
     return _PRINTER.doprint(sp.sympify(expr))
 
 
+@contextlib.contextmanager
+def abbreviated(pairs):
+    """Print each expression of ``pairs`` ((expr, latex), ...) as its name inside the block."""
+    saved = _PRINTER.abbreviations
+    _PRINTER.abbreviations = {sp.sympify(e): name for e, name in pairs}
+    try:
+        yield
+    finally:
+        _PRINTER.abbreviations = saved
+
+
 def equation_tex(eq) -> str:
     return f"{tex(eq.lhs)} = {tex(eq.rhs)}"
 
@@ -85,6 +112,12 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{booktabs}
 \usepackage{xcolor}
 \usepackage[hidelinks]{hyperref}
+\usepackage{graphicx}
+% \fit{math}: the formula as is, or shrunk to 80% of the line when it is wider
+\newsavebox{\fitbox}
+\newcommand{\fit}[1]{\sbox{\fitbox}{$\displaystyle #1$}%
+  \ifdim\wd\fitbox>0.8\linewidth\resizebox{0.8\linewidth}{!}{\usebox{\fitbox}}%
+  \else\usebox{\fitbox}\fi}
 \allowdisplaybreaks
 \ifdefined\pdftrailerid \pdfinfoomitdate=1 \pdftrailerid{} \pdfsuppressptexinfo=-1 \fi
 \definecolor{proved}{HTML}{1B7F3B}
@@ -125,14 +158,26 @@ def _verdict_box(result: Result) -> str:
     return rf"\verdict{{{v.status}}}{{{phrase}}}"
 
 
+ELIDE_AFTER = 5000   # characters of LaTeX: a step longer than this is summarized
+
+
+def _step(expr) -> str:
+    """A derivation line: shrunk to the line width when too wide, summarized when huge."""
+    source = tex(expr)
+    if len(source) > ELIDE_AFTER:
+        return (rf"\text{{\small [an expression of {sp.count_ops(expr)} operations; "
+                r"in full in the certificate]}")
+    return rf"\fit{{{source}}}"
+
+
 def _steps_tex(label: str, start, steps) -> list[str]:
     # the rule goes in the equation's tag, which amsmath moves below a long line
     if not steps:
-        return [rf"  {label} &= {tex(start)} \tag*{{\rulename{{nothing to reduce}}}}\\"]
-    lines = [rf"  {label} &= {tex(start)} \notag\\"]
+        return [rf"  {label} &= {_step(start)} \tag*{{\rulename{{nothing to reduce}}}}\\"]
+    lines = [rf"  {label} &= {_step(start)} \notag\\"]
     for s in steps:
         check = r"\ \checkmark" if s.ok and s.checks else ""
-        lines.append(rf"  &= {tex(s.after)} \tag*{{\rulename{{{s.rule}}}{check}}}\\")
+        lines.append(rf"  &= {_step(s.after)} \tag*{{\rulename{{{s.rule}}}{check}}}\\")
     return lines
 
 
@@ -156,7 +201,7 @@ def _proof_tex(result: Result, settings) -> list[str]:
         if part.residual == 0:
             out.append(r"  \text{left} - \text{right} &= 0 \tag*{\rulename{algebra}}")
         else:
-            out.append(rf"  \text{{left}} - \text{{right}} &= {tex(part.residual)} "
+            out.append(rf"  \text{{left}} - \text{{right}} &= {_step(part.residual)} "
                        r"\tag*{does not reduce to $0$}")
         out.append(r"\end{align*}")
     out.append(r"\end{proof}")
@@ -196,7 +241,7 @@ def _evidence_tex(result: Result) -> list[str]:
 
 def claim_tex(result: Result, settings) -> str:
     c = result.claim
-    eqs = r" \\ ".join(equation_tex(e) for e in c.equations)
+    eqs = r" \\ ".join(rf"\fit{{{equation_tex(e)}}}" for e in c.equations)
     lines = [rf"\begin{{claimenv}}[{_escape(c.title)}]\label{{claim:{c.id}}}",
              rf"\texttt{{{c.id}}}\par\smallskip {_verdict_box(result)}\par",
              c.text,
@@ -291,6 +336,11 @@ def log_appendix(results, settings, timings: bool = False) -> list[str]:
 
 
 def document(story: Story, results: list[Result], settings, timings: bool = False) -> str:
+    with abbreviated(story.abbreviations):
+        return _document(story, results, settings, timings)
+
+
+def _document(story: Story, results: list[Result], settings, timings: bool) -> str:
     by_id = {r.id: r for r in results}
     n_proved = sum(r.verdict.status == PROVED for r in results)
     n_refuted = sum(r.verdict.status == REFUTED for r in results)
