@@ -1,7 +1,10 @@
-"""Speed figures for the centering report; prints a table.  Run: python benchmarks/bench.py
+"""Speed figures for the reports; prints a table.  Run: python benchmarks/bench.py
 
 Figures measured here, on the machine that runs it:
-* the report as .tex + .json (budget 10 s), and what the PDF adds;
+* each report as .tex + .json (budget 10 s for centering, 15 s for batchnorm), and what the
+  PDF adds;
+* the symbolic-m proof of bn.backward.compact (budget 2 s), and its explicit check at m = 8
+  next to plain SymPy ``simplify`` at small m;
 * the symbolic-N proof of each claim (budget 1 s each);
 * the explicit-N check of centering.update-cancels at N = 1024 (budget 1 s), next to plain
   term-by-term SymPy at smaller N for scale.
@@ -21,7 +24,7 @@ import sympy as sp
 from sympy.core.cache import clear_cache
 
 from derive import pdf
-from derive.claims import centering
+from derive.claims import batchnorm, centering
 from derive.render import latex
 from derive.report import build
 from derive.verify import Settings, explicit_holds, prove_part, symbolic_layer
@@ -50,6 +53,20 @@ def term_by_term(n: int) -> bool:
     return all(sp.expand((new[i] - mean(new)) - (old[i] - mean(old))) == 0 for i in range(n))
 
 
+def plain_simplify_compact(n: int) -> bool:
+    """The compact BN backward at explicit m, the way one would check it in plain SymPy."""
+    x, g = sp.symbols(f"x1:{n + 1}"), sp.symbols(f"g1:{n + 1}")
+    gamma, beta, eps = sp.symbols("gamma beta epsilon", positive=True)
+    mu = sp.Add(*x) / n
+    s = sp.sqrt(sp.Add(*[(xi - mu) ** 2 for xi in x]) / n + eps)
+    xhat = [(xi - mu) / s for xi in x]
+    loss = sp.Add(*[gi * (gamma * h + beta) for gi, h in zip(g, xhat)])
+    k = 0
+    compact = gamma / (n * s) * (n * g[k] - sp.Add(*g)
+                                 - xhat[k] * sp.Add(*[gi * h for gi, h in zip(g, xhat)]))
+    return sp.simplify(sp.diff(loss, x[k]) - compact) == 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -64,6 +81,24 @@ def main():
             source = latex.document(story, results, Settings())
             t_pdf, _ = timed(lambda: pdf.build_pdf(source, "centering"), 1)
             rows.append(("PDF compile added (latexmk, pdflatex)", t_pdf, None))
+        t_bn, _ = timed(lambda: build("batchnorm", Path(tmp), ("tex", "json")), 1)
+        rows.append(("batchnorm report .tex + .json (wall, in process)", t_bn, 15.0))
+    compact = next(c for c in batchnorm.claims() if c.id == "bn.backward.compact")
+    t, part = timed(lambda: prove_part(compact, 0), args.repeat)
+    assert part.proved
+    rows.append(("symbolic reduction bn.backward.compact (every m)", t, 2.0))
+    t, _ = timed(lambda: symbolic_layer(compact, batchnorm.SETTINGS), 1)
+    rows.append(("  ... with every step re-checked", t, None))
+    for n in (4, 8):
+        t, ok = timed(lambda: explicit_holds(compact, n), 1)
+        assert ok
+        rows.append((f"explicit bn.backward.compact m = {n} (sparse rational arithmetic)", t,
+                     None))
+    for n in (3, 4):
+        t, ok = timed(lambda: plain_simplify_compact(n), 1)
+        assert ok
+        rows.append((f"explicit bn.backward.compact m = {n} (plain SymPy simplify, for scale)",
+                     t, None))
     for claim in centering.claims():
         t, _ = timed(lambda: symbolic_layer(claim, Settings()), args.repeat)
         rows.append((f"symbolic proof {claim.id} (steps re-checked)", t, 1.0))

@@ -14,7 +14,7 @@ import pytest
 import sympy as sp
 
 from derive import pdf, report
-from derive.claims import all_claims
+from derive.claims import centering
 from derive.core import DeriveError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,5 +129,5 @@ def test_pdf_shows_every_claim_statement_and_verdict(built):
         pytest.skip("no TeX engine on this machine (CI installs one)")
     text = subprocess.run(["pdftotext", str(built[0] / "centering.pdf"), "-"],
                           capture_output=True, text=True, check=True).stdout
-    missing = [c.id for c in all_claims() if c.id not in text or c.title not in text]
+    missing = [c.id for c in centering.claims() if c.id not in text or c.title not in text]
     assert (missing, text.count("REFUTED at N = 2") >= 2) == ([], True)

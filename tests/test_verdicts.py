@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 from derive.calculus import Batch, Grad, held
-from derive.claims import all_claims
+from derive.claims import centering
 from derive.core import PROVED, REFUTED, UNDECIDED, Claim, Equation
 from derive.verify import Settings, check, explicit_holds
 
@@ -25,7 +25,7 @@ CATALOG = {
     "centering.nonlinear-first-order": PROVED,
     "centering.affine": PROVED,
 }
-CLAIMS = {c.id: c for c in all_claims()}
+CLAIMS = {c.id: c for c in centering.claims()}  # sections B and C: test_batchnorm.py
 PROVED_IDS = sorted(i for i, v in CATALOG.items() if v == PROVED)
 REFUTED_IDS = sorted(i for i, v in CATALOG.items() if v == REFUTED)
 FAST = Settings(random_instances=30, hypothesis_examples=20)
@@ -44,7 +44,9 @@ def test_catalog_ids_are_exactly_the_section_a_ids():
 
 
 def test_catalog_ids_are_unique():
-    assert len(all_claims()) == len(CLAIMS)
+    from derive.claims import all_claims
+    ids = [c.id for c in all_claims()]
+    assert len(ids) == len(set(ids))
 
 
 @pytest.mark.parametrize("claim_id", sorted(CATALOG))

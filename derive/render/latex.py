@@ -150,9 +150,9 @@ def _escape(text: str) -> str:
 def _verdict_box(result: Result) -> str:
     v = result.verdict
     if v.status == PROVED:
-        phrase = rf"PROVED for every $N \ge {result.claim.min_size}$"
+        phrase = rf"PROVED for every ${tex(result.claim.batch.size)} \ge {result.claim.min_size}$"
     elif v.status == REFUTED:
-        phrase = rf"REFUTED at $N = {v.counterexample.size}$"
+        phrase = rf"REFUTED at ${tex(result.claim.batch.size)} = {v.counterexample.size}$"
     else:
         phrase = "UNDECIDED"
     return rf"\verdict{{{v.status}}}{{{phrase}}}"
@@ -218,14 +218,14 @@ def _counterexample_tex(result: Result) -> list[str]:
             else tex(v)
         values.append(f"{name} = {shown}")
     lines = [r"\paragraph{Counterexample.} The smallest batch size that fails is "
-             rf"$N = {cex.size}$. Take ${', '.join(values)}$"
+             rf"${tex(result.claim.batch.size)} = {cex.size}$. Take ${', '.join(values)}$"
              + "".join(rf" and ${tex(f)} = {tex(v)}$" for f, v in cex.function_equations())
              + ". Then",
              r"\[ \text{left} = " + tex(cex.lhs) + r",\qquad \text{right} = " + tex(cex.rhs)
              + r",\qquad \text{left} - \text{right} = " + tex(cex.residual) + r" \ne 0, \]",
              r"computed in exact arithmetic with every sum written out."]
     if result.verdict.residual is not None:
-        lines.append(r"For every $N$ the residual is exactly "
+        lines.append(rf"For every ${tex(result.claim.batch.size)}$ the residual is exactly "
                      rf"$\text{{left}} - \text{{right}} = {tex(result.verdict.residual)}$.")
     return lines
 
