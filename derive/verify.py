@@ -161,12 +161,17 @@ def explicit_holds(claim: Claim, size: int) -> bool | None:
     return outcome
 
 
+def explicit_sizes(claim: Claim, settings: Settings) -> list[int]:
+    """The explicit batch sizes a claim is checked at: from its minimum to its cap."""
+    top = claim.explicit_up_to or max(settings.explicit_sizes, default=0)
+    return [n for n in settings.explicit_sizes if claim.min_size <= n <= top]
+
+
 def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
     """Explicit batch sizes in increasing order, as many as the time budget allows."""
     t0 = time.perf_counter()
     good, bad, unknown, stopped = [], [], [], None
-    top = claim.explicit_up_to or max(settings.explicit_sizes, default=0)
-    for n in (n for n in settings.explicit_sizes if claim.min_size <= n <= top):
+    for n in explicit_sizes(claim, settings):
         remaining = settings.explicit_budget - (time.perf_counter() - t0)
         try:
             with time_budget(max(remaining, 1e-3), f"the explicit check at N = {n}"):
@@ -327,8 +332,7 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
 
 def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evidence) -> str:
     """Why the corroboration is too thin to back a proof ('' when it is enough)."""
-    top = claim.explicit_up_to or max(settings.explicit_sizes, default=0)
-    sizes = [n for n in settings.explicit_sizes if claim.min_size <= n <= top]
+    sizes = explicit_sizes(claim, settings)
     wanted = min(2, len(sizes))
     if len(explicit.details.get("holds_at", [])) < wanted:
         return f"the explicit layer reached fewer than {wanted} batch sizes"
