@@ -52,6 +52,9 @@ class Settings:
     random_instances: int = 200
     hypothesis_examples: int = 100
     counterexample_max_size: int = 6
+    frameworks: tuple[str, ...] = ("torch", "jax")  # autograd layers, where installed
+    framework_examples: int = 40          # Hypothesis instances per claim and framework
+    simulation: bool = True               # simulated training runs, for the claims that have one
 
 
 @contextlib.contextmanager
@@ -295,9 +298,16 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
         claim, replace(settings, explicit_budget=left(settings.explicit_budget))))
     num = bounded("numeric", lambda: numeric_layer(claim, settings, deadline))
     evidence = [symbolic, explicit, num]
+    extra = corroborating_layers(claim, settings, deadline)
+    evidence += extra
+    against = [e for e in extra if e.holds is False]
 
     thin = _too_little(claim, settings, explicit, num)
-    if symbolic.holds and explicit.holds and num.holds and not thin:
+    if symbolic.holds and explicit.holds and num.holds and against:
+        verdict = Verdict.undecided(
+            "the symbolic proof is contradicted: "
+            + "; ".join(f"{e.kind}: {e.summary}" for e in against))
+    elif symbolic.holds and explicit.holds and num.holds and not thin:
         verdict = Verdict.proved(f"proved for every N >= {claim.min_size}")
     elif symbolic.holds and explicit.holds and num.holds:
         verdict = Verdict.undecided(f"the proof holds, but the independent checks are too thin "
@@ -328,6 +338,20 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
         ev.ok = ((verdict.status == PROVED and ev.holds is True)
                  or (verdict.status == REFUTED and ev.holds is False))
     return Result(claim, verdict, parts, evidence, time.perf_counter() - t0)
+
+
+def corroborating_layers(claim: Claim, settings: Settings,
+                         deadline: float | None = None) -> list[Evidence]:
+    """Evidence beyond the three core layers, for the claims it applies to: autograd in each
+    installed framework (``frameworks``).  A layer that finds the claim failing makes a proof
+    undecided; a layer that does not apply, or whose framework is absent, adds nothing."""
+    out: list[Evidence] = []
+    if settings.frameworks and (deadline is None or time.monotonic() < deadline):
+        from . import frameworks
+        for name in settings.frameworks:
+            if frameworks.applies(claim) and frameworks.backend(name) is not None:
+                out.append(_layer(name, frameworks.layer, claim, name, settings, deadline))
+    return out
 
 
 def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evidence) -> str:
