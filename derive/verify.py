@@ -343,7 +343,8 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
 def corroborating_layers(claim: Claim, settings: Settings,
                          deadline: float | None = None) -> list[Evidence]:
     """Evidence beyond the three core layers, for the claims it applies to: autograd in each
-    installed framework (``frameworks``).  A layer that finds the claim failing makes a proof
+    installed framework (``frameworks``), and simulated training runs checked against the
+    claim's closed form (``simulation``).  A layer that finds the claim failing makes a proof
     undecided; a layer that does not apply, or whose framework is absent, adds nothing."""
     out: list[Evidence] = []
     if settings.frameworks and (deadline is None or time.monotonic() < deadline):
@@ -351,6 +352,10 @@ def corroborating_layers(claim: Claim, settings: Settings,
         for name in settings.frameworks:
             if frameworks.applies(claim) and frameworks.backend(name) is not None:
                 out.append(_layer(name, frameworks.layer, claim, name, settings, deadline))
+    if settings.simulation and (deadline is None or time.monotonic() < deadline):
+        from . import simulation
+        if simulation.applies(claim):
+            out.append(_layer("simulation", simulation.layer, claim))
     return out
 
 
