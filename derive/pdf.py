@@ -22,13 +22,18 @@ def tex_available() -> bool:
     return all(shutil.which(tool) for tool in ("latexmk", "pdflatex"))
 
 
-def build_pdf(tex_source: str, stem: str, timeout: float = 180) -> bytes:
-    """The PDF bytes for ``tex_source``, compiled in a private temporary directory."""
+def build_pdf(tex_source: str, stem: str, timeout: float = 180,
+              files: dict[str, bytes] | None = None) -> bytes:
+    """The PDF bytes for ``tex_source``, compiled in a private temporary directory.
+
+    ``files`` ({name: bytes}, the figures it includes) are written beside it first."""
     if not tex_available():
         raise PdfUnavailable(f"PDF not written: no latexmk/pdflatex; {INSTALL_HINT}")
     with tempfile.TemporaryDirectory(prefix="derive-tex-") as tmp:
         src = Path(tmp, f"{stem}.tex")
         src.write_text(tex_source, encoding="utf-8")
+        for name, data in (files or {}).items():
+            Path(tmp, name).write_bytes(data)
         env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
         cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error",
                "-pdflatex=pdflatex -no-shell-escape %O %S", "-quiet", src.name]

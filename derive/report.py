@@ -73,6 +73,15 @@ def file_story(path: Path, claims) -> Story:
         sections=(Section("Claims", "", tuple(c.id for c in claims)),))
 
 
+def _figure_files(story: Story) -> dict[str, bytes]:
+    """{'NAME.pdf': bytes} of every figure the story places (deterministic bytes)."""
+    names = [name for section in story.sections for name, _, _ in section.figures]
+    if not names:
+        return {}
+    from . import figures  # matplotlib: imported only for a story that has figures
+    return figures.report_files(names)
+
+
 def write_report(story: Story, claims, out: Path, formats=DEFAULT_FORMATS,
                  settings: Settings = Settings(), progress=None, timings: bool = False):
     """Check ``claims`` and write ``story``'s report.  Returns (results, written, warnings)."""
@@ -91,6 +100,9 @@ def write_results(story: Story, results, out: Path, formats, settings, timings=F
     tex_source = latex.document(story, results, settings, timings)
     files: dict[Path, bytes] = {}
     warnings: list[str] = []
+    figures = _figure_files(story) if {"tex", "pdf"} & set(formats) else {}
+    # the .tex includes them by name: they are written beside it, with the report's files
+    files.update({out / name: data for name, data in figures.items()})
     if "tex" in formats:
         files[out / f"{story.name}.tex"] = tex_source.encode()
     if "json" in formats:
@@ -101,7 +113,8 @@ def write_results(story: Story, results, out: Path, formats, settings, timings=F
         files[out / f"{story.name}.md"] = markdown.document(story, results).encode()
     if "pdf" in formats:
         try:
-            files[out / f"{story.name}.pdf"] = pdf.build_pdf(tex_source, story.name)
+            files[out / f"{story.name}.pdf"] = pdf.build_pdf(tex_source, story.name,
+                                                             files=figures)
         except pdf.PdfUnavailable as err:
             warnings.append(str(err))
     write_atomically(files)

@@ -406,7 +406,7 @@ def report_runs() -> dict[str, Run]:
         "centering-held": simulate("centering-held", steps, 0.01, size, seed, label="held"),
         "centering-through": simulate("centering-through", steps, 0.01, size, seed,
                                       label="through"),
-        "scale-through": simulate("scale-through", steps, 0.5, size, seed, label="through"),
+        "scale-through": simulate("scale-through", steps, 0.05, size, seed, label="through"),
         "scale-held-grow": simulate("scale-held", steps, 0.05, size, seed, gain=GROW_GAIN,
                                     label="held, C < 0"),
         "scale-held-cross": simulate("scale-held", steps, cross_lr, size, seed,

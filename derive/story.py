@@ -14,6 +14,9 @@ class Section:
     text: str                      # LaTeX prose shown before the claims
     claims: tuple[str, ...] = ()   # claim ids, in the order they are presented
     after: str = ""                # LaTeX prose shown after the claims
+    # ((figure name, LaTeX caption, claim id), ...): each figure is placed right after the
+    # claim it illustrates; the name is the figure's file stem (``figures.REPORT_FIGURES``)
+    figures: tuple = ()
 
 
 @dataclass(frozen=True)

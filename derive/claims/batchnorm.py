@@ -374,6 +374,23 @@ def claims() -> list[Claim]:
 
 # -- the report --------------------------------------------------------------------------------
 
+NORM_CAPTION = (
+    r"\texttt{train.weight-norm-growth}, simulated: $x_i = \langle w, u_i\rangle$ with three "
+    r"inputs, normalized at $\epsilon = 0$, trained through the statistics on a fixed batch of "
+    r"16 (squared error). (a) $\lVert w_t\rVert$ (circles) lies on the proved recurrence: it "
+    r"only grows, fast while the gradient is large, and stops growing as the loss converges. "
+    r"(b) The same on log axes next to the naive step on a scalar weight with the statistics "
+    r"held and $C < 0$: that one grows like $\sqrt t$ without end, on the proved "
+    r"$\sqrt{w_0^2 + 2\eta|C|t}$.")
+NAIVE_SCALE_CAPTION = (
+    r"\texttt{train.naive-scale-step}, simulated: $x_i = w u_i$ normalized at $\epsilon = 0$, "
+    r"targets that ask for $w < 0$, so $C > 0$; $\eta$ is chosen so that $w$ reaches $0$ "
+    r"halfway. (a) With the statistics held, $w_t$ (circles) follows $w \leftarrow w - \eta "
+    r"C/w$, ever faster, and one step jumps across $0$ exactly where the recurrence predicts "
+    r"(dotted); through the statistics the gradient is $0$ and $w$ stays put. (b) At the "
+    r"crossing $\hat x$ flips sign and the loss jumps: the training signal was never about "
+    r"$w$'s size, which the normalization removes.")
+
 def story():
     from ..story import Section, Story
 
@@ -490,6 +507,8 @@ returns to the question of \S 2: what the naive step does once the normalization
 scales.""",
                 ("train.weight-orthogonal", "train.weight-norm-growth",
                  "train.naive-scale-step"),
+                figures=(("fig-weight-norm", NORM_CAPTION, "train.weight-norm-growth"),
+                         ("fig-naive-scale", NAIVE_SCALE_CAPTION, "train.naive-scale-step")),
                 after=r"""With the statistics held, the step on a scale is not zero, as it was
 for the bias, but $-\eta C/w$: it grows the weight like $\sqrt t$ when $C < 0$, and when
 $C > 0$ it shrinks $w$ ever faster until one step jumps across $0$, where $\hat x$ changes

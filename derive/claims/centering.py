@@ -141,6 +141,14 @@ def claims() -> list[Claim]:
 
 # -- the report --------------------------------------------------------------------------------
 
+DRIFT_CAPTION = (
+    r"\texttt{centering.drift}, simulated: $x_i = u_i + b$ centered, trained by gradient descent "
+    r"($\eta = 0.01$, 1000 steps) on a fixed batch of 16 with the squared error to targets of "
+    r"mean 1, which no centered output can reach. (a) With $\operatorname{E}[x]$ held, the "
+    r"simulated $b_t$ (circles) lies on the proved line $b_0 - t\eta G$; differentiated "
+    r"through the mean, $b$ never moves. (b) The loss is the same constant in both regimes: "
+    r"the bias drifts without bound and the network sees nothing of it.")
+
 def story():
     from ..story import Section, Story
 
@@ -218,6 +226,7 @@ the update is undone by the recomputed mean.""",
                 after=r"""The reader's transcription of the paper wrote
 $\operatorname{E}[x] = \sum_{i=1}^N x_i$; with that definition the cancellation fails for
 every $N \ge 2$, so the $1/N$ is essential: $\operatorname{E}$ is a mean.""",
+                figures=(("fig-drift", DRIFT_CAPTION, "centering.drift"),),
             ),
             Section(
                 "What a nonlinearity changes",

@@ -340,6 +340,14 @@ def document(story: Story, results: list[Result], settings, timings: bool = Fals
         return _document(story, results, settings, timings)
 
 
+def _figure_tex(name: str, caption: str) -> str:
+    # [!htbp]: beside its claim when it fits there, never pushed to the end of the document
+    return "\n".join([r"\begin{figure}[!htbp]\centering",
+                      rf"\includegraphics{{{name}.pdf}}",
+                      rf"\caption{{{caption}}}\label{{fig:{name}}}",
+                      r"\end{figure}"])
+
+
 def _document(story: Story, results: list[Result], settings, timings: bool) -> str:
     by_id = {r.id: r for r in results}
     n_proved = sum(r.verdict.status == PROVED for r in results)
@@ -357,6 +365,10 @@ def _document(story: Story, results: list[Result], settings, timings: bool) -> s
         parts.append(section.text)
         for cid in section.claims:
             parts.append(claim_tex(by_id[cid], settings))
+            parts += [_figure_tex(name, caption) for name, caption, claim in section.figures
+                      if claim == cid]
+        parts += [_figure_tex(name, caption) for name, caption, claim in section.figures
+                  if claim not in section.claims]
         if section.after:
             parts.append(section.after)
     if story.references:
