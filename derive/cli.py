@@ -55,6 +55,30 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _whole(low: int, what: str, high: int | None = None):
+    """An argparse type: a whole number >= ``low`` (and <= ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high:,}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text}: {what} must be {bound}")
+        return value
+    return parse
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text}: the learning rate must be a positive number")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     p = _Parser(prog="derive", description=(
@@ -94,6 +118,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write each file's claims as a report in DIR")
     chk.add_argument("--format", type=_formats, default=("tex", "pdf", "json"), metavar="LIST",
                      help="formats for --report: comma-separated subset of tex,pdf,json,md")
+    from .simulation import MAX_STEPS, REGIMES
+    sim = sub.add_parser(
+        "simulate", help="train a small model and compare it with the proved closed forms",
+        description="Train a small model by gradient descent on a fixed, seeded synthetic "
+                    "batch (squared error to fixed targets) in four regimes -- centering with "
+                    "the mean held (the paper's naive step) or differentiated through, scale "
+                    "normalization (epsilon = 0) with the statistics held or through -- and "
+                    "compare every step with the closed forms the report proves. Prints a "
+                    "table; with --out, writes a figure per run (PDF and PNG). Exit status 0 "
+                    "when every run lies on its closed form, 1 otherwise, 2 for a bad option.")
+    sim.add_argument("--regime", choices=("all",) + REGIMES, default="all",
+                     help="which regime to train (default: all)")
+    sim.add_argument("--steps", type=_whole(1, "steps", MAX_STEPS), default=1000,
+                     help="gradient steps per run (default: 1000)")
+    sim.add_argument("--lr", type=_rate, default=0.01, metavar="ETA",
+                     help="learning rate (default: 0.01)")
+    sim.add_argument("--batch", type=_whole(2, "the batch size"), default=16, metavar="N",
+                     help="samples in the batch, at least 2 (default: 16)")
+    sim.add_argument("--seed", type=_whole(0, "the seed"), default=0,
+                     help="seed of the synthetic batch (default: 0)")
+    sim.add_argument("--out", type=_out_dir, default=None, metavar="DIR",
+                     help="write the figures to DIR")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
     lst = sub.add_parser("list", help="check every claim and print a table of verdicts",
                          description="Check every built-in claim and print id, verdict, "
                                      "the catalog's expected verdict and the evidence.")
@@ -207,6 +254,57 @@ def cmd_check(args) -> int:
     return EXIT_OK if counts["proved"] == len(statuses) and not warnings else EXIT_FAIL
 
 
+def _progress_bar(steps: int, quiet: bool):
+    """A bar on stderr for long runs (10^5 steps or more), redrawn at most 50 times a run."""
+    if quiet or steps < 100_000:
+        return None
+    shown = {}
+
+    def draw(label, fraction):
+        filled = int(50 * fraction)
+        if shown.get(label) == filled:
+            return
+        shown[label] = filled
+        end = "\n" if fraction >= 1 else ""
+        print(f"\r{label:<20} [{'#' * filled}{'.' * (50 - filled)}] {100 * fraction:3.0f}%",
+              end=end, file=sys.stderr, flush=True)
+    return draw
+
+
+def cmd_simulate(args) -> int:
+    from . import simulation
+    from .report import write_atomically
+    t0 = time.perf_counter()
+    runs = simulation.standard_runs(args.regime, args.steps, args.lr, args.batch, args.seed,
+                                    _progress_bar(args.steps, args.quiet))
+    rows = [simulation.summary_row(r) for r in runs]
+    cols = ("run", "steps", "parameter", "loss", "xhat moved", "closed form", "deviation",
+            "verdict")
+    widths = [max(len(str(row[c])) for row in rows + [dict(zip(cols, cols))]) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for row in rows:
+        line = "  ".join(str(row[c]).ljust(w) for c, w in zip(cols, widths)).rstrip()
+        print(line + (f"  ({row['note']})" if row["note"] else ""))
+    print(f"batch {args.batch}, seed {args.seed}, learning rate {args.lr:g}; deviation: "
+          f"{simulation.ERROR}; tolerance {simulation.TOLERANCE:g}")
+    if args.out is not None:
+        from . import figures
+        files = {}
+        for run in runs:
+            label = run.label.replace("<", "lt").replace(">", "gt")
+            stem = "simulate-" + "".join(ch if ch.isalnum() else "-" for ch in label)
+            stem = "-".join(part for part in stem.split("-") if part)
+            for fmt in ("pdf", "png"):
+                files[args.out / f"{stem}.{fmt}"] = figures.render(
+                    lambda run=run: figures.run_figure(run), fmt)
+        write_atomically(files)
+        for path in sorted(files):
+            print(f"wrote {path}")
+    if not args.quiet:
+        print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return EXIT_OK if not any(row["failures"] for row in rows) else EXIT_FAIL
+
+
 def cmd_list(args) -> int:
     from .claims import all_claims
     from .verify import check_all
@@ -225,7 +323,8 @@ def cmd_list(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"report": cmd_report, "list": cmd_list, "check": cmd_check}[args.command](args)
+        return {"report": cmd_report, "list": cmd_list, "check": cmd_check,
+                "simulate": cmd_simulate}[args.command](args)
     except UsageError as err:
         print(f"derive: error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -487,3 +487,53 @@ def applies(claim) -> bool:
 def layer(claim) -> Evidence:
     """The simulation evidence for ``claim`` (one of ``EVIDENCE``)."""
     return EVIDENCE[claim.id]()
+
+
+# -- the runs of ``derive simulate`` ---------------------------------------------------------
+
+def standard_runs(regime: str, steps: int, lr: float, size: int, seed: int,
+                  progress=None) -> list[Run]:
+    """The runs of one regime (or of ``"all"``); the held scale regime runs twice, with
+    targets that make C < 0 and C > 0.  ``progress(label, fraction)`` follows each run."""
+    specs = []
+    for name in REGIMES if regime == "all" else (regime,):
+        if name == "scale-held":
+            specs += [(name, GROW_GAIN, "scale-held, C < 0"),
+                      (name, CROSS_GAIN, "scale-held, C > 0")]
+        else:
+            specs.append((name, 0.0, name))
+    runs = []
+    for name, gain, label in specs:
+        tick = None if progress is None else (lambda f, label=label: progress(label, f))
+        runs.append(simulate(name, steps, lr, size, seed, gain=gain, label=label,
+                             progress=tick))
+    return runs
+
+
+CLOSED_FORMS = {"centering-held": "b_t = b_0 - t eta G", "centering-through": "b_t = b_0",
+                "scale-held": "w <- w - eta C/w",
+                "scale-through": "|w_t+1|^2 = |w_t|^2 + eta^2 |grad|^2"}
+
+
+def summary_row(run: Run) -> dict:
+    """What ``derive simulate`` prints for one run."""
+    checks = run_checks(run)
+    value = run.norm if run.regime == "scale-through" else run.params[:, 0]
+    name = "|w|" if run.regime == "scale-through" else \
+        "b" if run.regime.startswith("centering") else "w"
+    note = ""
+    if run.regime == "scale-held":
+        step = crossing(run)
+        note = f"C = {scale_constant(run.batch):.3g}; " + (
+            f"crosses 0 at step {step + 1}" if step is not None else "never crosses 0")
+    elif run.regime == "centering-held":
+        note = f"G = {drift_rate(run.batch):.3g}"
+    failures = sum(c.failures for c in checks)
+    return {"run": run.label, "steps": run.steps,
+            "parameter": f"{name}: {value[0]:.4g} -> {value[-1]:.4g}",
+            "loss": f"{run.loss[0]:.4g} -> {run.loss[-1]:.4g}",
+            "xhat moved": f"{run.xhat_change.max():.1e}",
+            "closed form": CLOSED_FORMS[run.regime],
+            "deviation": f"{max(c.max_error for c in checks):.1e}",
+            "verdict": "on it" if not failures else f"OFF at {failures}",
+            "note": note, "failures": failures}
