@@ -135,12 +135,14 @@ def descend(model: Model, start, lr: float, steps: int, progress=None):
     """
     path = np.empty((steps + 1, model.dim))
     path[0] = start
-    slope = model.evaluate(path[:1])[0][0]
+    slope, trend = model.evaluate(path[:1], full=False)[0][0], 0.0
     t, window, stopped = 0, 8, None
     while t < steps:
         k = min(window, steps - t)
         p = path[t]
-        guess = p - lr * np.arange(1, k + 1)[:, None] * slope
+        # the first guess continues the gradient's last trend: a sweep or two saved
+        ramp = np.arange(k)[:, None]
+        guess = p - lr * np.cumsum(slope + ramp * trend, axis=0)
         converged = False
         for sweep in range(1, MAX_SWEEPS + 1):
             grads = model.evaluate(np.concatenate((p[None], guess[:-1])), full=False)[0]
@@ -159,6 +161,7 @@ def descend(model: Model, start, lr: float, steps: int, progress=None):
             continue
         path[t + 1:t + k + 1] = guess
         slope = grads[-1]
+        trend = grads[-1] - grads[-2] if k > 1 else 0.0
         t += k
         # aim at a handful of sweeps per window: a longer window where the gradient is calm
         window = min(MAX_WINDOW, max(1, int(k * (2.0 if sweep <= 3 else 1.25 if sweep <= 6
