@@ -455,8 +455,8 @@ def drift_evidence() -> Evidence:
     moved = abs(held.params[-1, 0] - held.params[0, 0])
     checks.append(Check.condition("the naive step moves b", moved > 1.0))
     return _evidence(checks, [held, through],
-                     "held, b_t lies on b_0 - tηG and the outputs and the loss never change; "
-                     "through the mean, b stays at b_0", time.perf_counter() - t0)
+                     "held, b lies on the line b0 - tηG while the outputs and the loss never "
+                     "change; through the mean, b stays at b0", time.perf_counter() - t0)
 
 
 def norm_growth_evidence() -> Evidence:
@@ -464,8 +464,8 @@ def norm_growth_evidence() -> Evidence:
     run = report_runs()["scale-through"]
     checks = run_checks(run)
     checks.append(Check.condition("the norm grows", run.norm[-1] > run.norm[0] * (1 + 1e-6)))
-    return _evidence(checks, [run], "the squared norm of w follows "
-                     "||w_t||^2 + η^2 ||grad||^2 step by step", time.perf_counter() - t0)
+    return _evidence(checks, [run], "each step adds to the squared norm of w exactly η "
+                     "squared times the squared norm of the gradient", time.perf_counter() - t0)
 
 
 def naive_scale_evidence() -> Evidence:
@@ -473,8 +473,9 @@ def naive_scale_evidence() -> Evidence:
     runs = report_runs()
     grow, cross = runs["scale-held-grow"], runs["scale-held-cross"]
     return _evidence(naive_scale_checks(grow, cross), [grow, cross],
-                     "w follows w - ηC/w, grows at least like sqrt(t) for C < 0 and for C > 0 "
-                     "crosses 0 at the predicted step, where the outputs and the loss flip sign",
+                     "w follows w - ηC/w, grows at least like the square root of t for C < 0, "
+                     "and for C > 0 crosses 0 at the predicted step, where the outputs flip "
+                     "sign and the loss jumps",
                      time.perf_counter() - t0)
 
 
