@@ -299,8 +299,12 @@ class _OutOfTime(BaseException):
 
 
 def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
-                     deadline: float | None = None, shrink_steps: int = SHRINK_STEPS):
+                     deadline: float | None = None, shrink_steps: int = SHRINK_STEPS,
+                     error=None, tolerance: float = TOLERANCE):
     """Hypothesis-drawn instances (derandomized).  Returns (count, worst error, failure).
+
+    ``error(instance)`` is the instance's error (NaN outside the claim's domain); by default
+    this layer's ``instance_error``, and the autograd layers pass their own.
 
     ``failure`` is the shrunk failing Instance when some instance exceeds the tolerance;
     shrinking stops after ``shrink_steps`` more examples with the smallest failure found by
@@ -338,15 +342,15 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
         if (deadline is not None and time.monotonic() > deadline) \
                 or seen["count"] >= seen["shrink_until"]:
             raise _OutOfTime
-        err = instance_error(claim, inst, cache)
+        err = instance_error(claim, inst, cache) if error is None else error(inst)
         assume(not math.isnan(err))  # outside the statement's domain
         seen["count"] += 1
-        if err > TOLERANCE:
+        if err > tolerance:
             seen["last_failure"] = inst
             seen["shrink_until"] = min(seen["shrink_until"], seen["count"] + shrink_steps)
         else:
             seen["worst"] = max(seen["worst"], err)
-        assert err <= TOLERANCE
+        assert err <= tolerance
 
     try:
         property_holds()
@@ -355,3 +359,12 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
     except _OutOfTime:
         return seen["count"], seen["worst"], seen["last_failure"]
     return seen["count"], seen["worst"], None
+
+
+def instance_json(inst: Instance) -> dict:
+    """An instance as JSON-ready values: N, each sample list, each parameter, each function."""
+    out = {"N": inst.size}
+    out.update({str(b): [float(v) for v in vals] for b, vals in inst.samples.items()})
+    out.update({str(p): float(v) for p, v in inst.params.items()})
+    out.update({str(f): sp.sstr(lam) for f, lam in inst.choice.items()})
+    return out

@@ -53,7 +53,7 @@ class Settings:
     hypothesis_examples: int = 100
     counterexample_max_size: int = 6
     frameworks: tuple[str, ...] = ("torch", "jax")  # autograd layers, where installed
-    framework_examples: int = 40          # Hypothesis instances per claim and framework
+    framework_examples: int = 30          # Hypothesis instances per claim and framework
     simulation: bool = True               # simulated training runs, for the claims that have one
 
 
@@ -233,7 +233,7 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         "error": "|lhs - rhs| / (1 + max(|lhs|, |rhs|)), float64",
     }
     if h_fail is not None:
-        details["hypothesis"]["shrunk_failure"] = _instance_json(h_fail)
+        details["hypothesis"]["shrunk_failure"] = numeric.instance_json(h_fail)
         details["hypothesis"]["shrunk_error"] = numeric.instance_error(claim, h_fail, cache)
     failed = bool(failures) or h_fail is not None
     total = count + h_count
@@ -247,14 +247,6 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         summary = "; ".join(found)
     return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0,
                     holds=not failed)
-
-
-def _instance_json(inst: numeric.Instance) -> dict:
-    out = {"N": inst.size}
-    out.update({str(b): [float(v) for v in vals] for b, vals in inst.samples.items()})
-    out.update({str(p): float(v) for p, v in inst.params.items()})
-    out.update({str(f): sp.sstr(lam) for f, lam in inst.choice.items()})
-    return out
 
 
 # -- the verdict -------------------------------------------------------------------------------

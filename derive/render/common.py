@@ -24,9 +24,29 @@ def evidence_rows(result: Result):
         yield e.kind, e.summary, e.ok
 
 
+def framework_rows(result: Result) -> list[dict]:
+    """One row per autograd layer and way of computing (autograd; the batch-norm operator)."""
+    rows = []
+    for e in result.evidence:
+        d = e.details
+        if "framework" not in d:
+            continue
+        base = {"framework": d["framework"], "version": d["version"], "dtype": d["dtype"],
+                "tolerance": d["tolerance"]}
+        held = d["autograd"]["held_statistics"]
+        rows.append({**base, "by": "autograd" + (f", statistics held by {held}" if held else ""),
+                     "instances": d["autograd"]["instances"],
+                     "max_error": d["autograd"]["max_error"]})
+        if "operator" in d:
+            rows.append({**base, "by": d["operator"]["name"],
+                         "instances": d["operator"]["instances"],
+                         "max_error": d["operator"]["max_error"]})
+    return rows
+
+
 def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("derive", "sympy", "numpy", "hypothesis"):
+    for name in ("derive", "sympy", "numpy", "hypothesis", "matplotlib", "torch", "jax"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -1,0 +1,218 @@
+"""Evidence from real autograd: every gradient claim, computed in PyTorch and in JAX.
+
+For a claim with a derivative in it, both sides of each equation are built as a float64
+computation in the framework (``program``): the derivative by the framework's reverse-mode
+autograd with every held statistic detached, the formula side evaluated as written.  Where
+the computation contains a batch standardization, it is computed a second time by the
+framework's own batch-norm operator in training mode, so that the formula is also held
+against code this project did not write.  Inputs are drawn by Hypothesis (batch sizes from
+the claim's minimum to 64, bounded finite values, epsilon over the claim's range, 0 included
+where the claim allows it); a mismatch shrinks to a small failing input, reported with both
+values side by side.
+
+The frameworks are optional: a framework that is not installed adds no evidence (the
+certificate's ``libraries`` says so), and importing one is paid once per run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .. import numeric
+from ..calculus import Grad, Held
+from ..core import Claim, Evidence
+from ..explicit import free_indices
+from . import kernel
+from .backends import PADDED_WIDTH, OperatorUndefined, backend
+from .program import Program, standardization
+
+FRAMEWORKS = ("torch", "jax")
+MAX_SIZE = PADDED_WIDTH
+# |left - right| / (1 + max(|left|, |right|)), per dtype.  Autograd and the formula round
+# differently, and 1/s^3 grows as a variance approaches the domain's edge.
+TOLERANCE = {"float64": 1e-8}
+INSTALL = {"torch": "pip install 'derive[torch]' (CPU build: pip install torch "
+                    "--index-url https://download.pytorch.org/whl/cpu)",
+           "jax": "pip install 'derive[jax]'"}
+
+__all__ = ["FRAMEWORKS", "applies", "backend", "layer", "standardization"]
+
+
+def _holds_statistics(claim: Claim) -> bool:
+    return any(side.has(Held) for eq in claim.equations for side in (eq.lhs, eq.rhs))
+
+
+def applies(claim: Claim) -> bool:
+    """A gradient claim: one with a derivative in some equation."""
+    return any(side.has(Grad) for eq in claim.equations for side in (eq.lhs, eq.rhs))
+
+
+class _Compiled:
+    """A claim compiled for one backend and one choice of its arbitrary functions."""
+
+    def __init__(self, claim: Claim, xp, choice: dict):
+        self.indices = []
+        formula, operator = [], []
+        for eq in claim.equations:
+            indices = sorted(free_indices(eq.lhs, eq.rhs), key=lambda s: s.name)
+            sides = [numeric.instantiate(side, choice) for side in (eq.lhs, eq.rhs)]
+            formula += [Program(side, indices, claim.batch.size, xp) for side in sides]
+            operator += [Program(side, indices, claim.batch.size, xp, operators=True)
+                         for side in sides]
+            self.indices.append(len(indices))
+        has_operator = any(p.operator_nodes for p in operator)
+        if has_operator and xp.compiles:
+            # one compiled function for both comparisons: compiling is what costs
+            both = xp.runner(formula + operator)
+            half = len(formula)
+            self.formula = lambda *a: both(*a)[:half]
+            self.operator = lambda *a: both(*a)[half:]
+        else:
+            self.formula = xp.runner(formula)
+            # the operator stands in where the computation has a standardization
+            self.operator = xp.runner(operator) if has_operator else None
+        self.domain = [numeric.Compiled(numeric.instantiate(d, choice), [], claim.batch.size)
+                       for d in claim.domain]
+
+
+def _pairs(values, free_counts, size):
+    """(left, right) arrays per equation, restricted to the real samples."""
+    out = []
+    for n, count in enumerate(free_counts):
+        left, right = (np.asarray(v, dtype=float) for v in values[2 * n: 2 * n + 2])
+        left, right = np.broadcast_arrays(left, right)
+        cut = tuple(slice(0, size) for _ in range(min(count, left.ndim)))
+        out.append((left[cut], right[cut]))
+    return out
+
+
+def _error(pairs):
+    """(worst scaled error, left, right at it); NaN when no entry is defined."""
+    worst, at = -1.0, (math.nan, math.nan)
+    for left, right in pairs:
+        defined = np.isfinite(left) & np.isfinite(right)
+        if not defined.any():
+            continue
+        err = np.where(defined, numeric.scaled_error(left, right), -1.0)
+        k = np.unravel_index(int(np.argmax(err)), err.shape)
+        if err[k] > worst:
+            worst, at = float(err[k]), (float(left[k]), float(right[k]))
+    return (math.nan if worst < 0 else worst), *at
+
+
+class _Run:
+    """The instances of one claim in one framework: the error of each, and the worst."""
+
+    def __init__(self, claim: Claim, xp):
+        self.claim, self.xp = claim, xp
+        self.cache: dict = {}
+        self.tolerance = TOLERANCE[xp.dtype]
+        self.formula = {"instances": 0, "max_error": 0.0}
+        self.operator = {"instances": 0, "max_error": 0.0, "undefined": 0}
+
+    def compiled(self, choice) -> _Compiled:
+        key = tuple(sorted((str(f), str(lam)) for f, lam in choice.items()))
+        if key not in self.cache:
+            self.cache[key] = _Compiled(self.claim, self.xp, choice)
+        return self.cache[key]
+
+    def compare(self, inst: numeric.Instance):
+        """[(comparison, error, left, right)] for one instance; [] outside the domain."""
+        c = self.compiled(inst.choice)
+        ctx = numeric.Context(inst.size, {b: np.asarray(v, dtype=float)
+                                          for b, v in inst.samples.items()}, inst.params)
+        with np.errstate(all="ignore"):
+            if not all(np.all(np.real(d(ctx)) > numeric.DOMAIN_MARGIN) for d in c.domain):
+                return []
+        samples = {b: np.asarray(v, dtype=float) for b, v in inst.samples.items()}
+        found = []
+        err = _error(_pairs(c.formula(inst.size, samples, inst.params), c.indices, inst.size))
+        if math.isnan(err[0]):
+            return []
+        found.append(("autograd", *err))
+        if c.operator is not None:
+            try:
+                err = _error(_pairs(c.operator(inst.size, samples, inst.params), c.indices,
+                                    inst.size))
+            except OperatorUndefined:
+                err = None
+            if err is not None and not math.isnan(err[0]):
+                found.append(("operator", *err))
+            else:
+                self.operator["undefined"] += 1
+        return found
+
+    def error(self, inst: numeric.Instance) -> float:
+        """The instance's worst error over both comparisons (NaN outside the domain)."""
+        found = self.compare(inst)
+        if not found:
+            return math.nan
+        for kind, err, _, _ in found:
+            stats = self.formula if kind == "autograd" else self.operator
+            stats["instances"] += 1
+            if err <= self.tolerance:
+                stats["max_error"] = max(stats["max_error"], err)
+        return max(err for _, err, _, _ in found)
+
+
+def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> Evidence:
+    """The ``name`` framework's evidence for a gradient claim."""
+    t0 = time.perf_counter()
+    xp = backend(name)
+    run = _Run(claim, xp)
+    count, _, failure = numeric.hypothesis_check(
+        claim, settings.framework_examples, max_size=MAX_SIZE, deadline=deadline,
+        error=run.error, tolerance=run.tolerance)
+    any_operator = any(c.operator is not None for c in run.cache.values())
+    details = {
+        "framework": name, "version": xp.version, "dtype": xp.dtype,
+        "tolerance": run.tolerance, "sizes": [claim.min_size, MAX_SIZE],
+        "instances": count, "max_error": run.formula["max_error"],
+        "checks": f"{count} instances", "failures": int(failure is not None),
+        "error": "|left - right| / (1 + max(|left|, |right|))",
+        "autograd": {"instances": run.formula["instances"],
+                     "max_error": run.formula["max_error"],
+                     "held_statistics": (("detach()" if name == "torch" else "stop_gradient")
+                                         if _holds_statistics(claim) else None)},
+    }
+    if any_operator:
+        details["operator"] = {"name": xp.operator, "instances": run.operator["instances"],
+                               "max_error": run.operator["max_error"],
+                               "not_defined": run.operator["undefined"]}
+        details["max_error"] = max(run.formula["max_error"], run.operator["max_error"])
+    checked = None
+    if name == "torch" and claim.id == kernel.KERNEL_CLAIM:
+        checked = details["gradcheck"] = kernel.gradcheck(claim)
+    if checked is not None and not checked["passed"]:
+        bad = checked["failed"][0]
+        return Evidence(name, False, f"torch.autograd.gradcheck fails on the kernel whose "
+                        f"backward is this formula (N = {bad['N']}, epsilon = {bad['epsilon']})",
+                        details, time.perf_counter() - t0, holds=False)
+    if count == 0:
+        return Evidence(name, False, "not run: no instance in the claim's domain was drawn",
+                        details, time.perf_counter() - t0, holds=None)
+    if failure is None:
+        summary = (f"{run.formula['instances']} Hypothesis instances, N = "
+                   f"{claim.min_size}..{MAX_SIZE}, float64: autograd max error "
+                   f"{run.formula['max_error']:.1e}")
+        if any_operator:
+            summary += (f", {xp.operator} max error {run.operator['max_error']:.1e} "
+                        f"({run.operator['instances']} instances)")
+        summary += f"; tolerance {run.tolerance:.0e}"
+        if checked is not None:
+            summary += (f"; torch.autograd.gradcheck passes on a kernel whose backward is this "
+                        f"formula ({checked['runs']} runs, N up to {max(checked['sizes'])})")
+        return Evidence(name, False, summary, details, time.perf_counter() - t0, holds=True)
+    worst = max(run.compare(failure), key=lambda f: f[1])
+    kind, err, left, right = worst
+    details["failure"] = {"instance": numeric.instance_json(failure), "comparison": kind,
+                          "left": left, "right": right, "error": err}
+    via = "autograd" if kind == "autograd" else xp.operator
+    summary = (f"{name} {xp.version} ({via}, float64) disagrees: at N = {failure.size} "
+               f"(shrunk by Hypothesis), left = {left:.6g}, right = {right:.6g}, error "
+               f"{err:.1e} > {run.tolerance:.0e}")
+    return Evidence(name, False, summary, details, time.perf_counter() - t0, holds=False)
+

@@ -1,0 +1,87 @@
+"""The verified backward formulas used as a real PyTorch kernel, and PyTorch's own check of it.
+
+``verified_batch_norm()`` is a ``torch.autograd.Function``: its forward pass is Algorithm 1
+(training mode, one activation over a batch), and its backward pass evaluates the right-hand
+sides of three claims, compiled by ``program.Program`` -- ``bn.backward.compact`` for the
+input, ``bn.backward.dl-dgamma`` and ``bn.backward.dl-dbeta`` for the parameters.  Nothing
+in the backward pass is written by hand: it is the formula the report proves.
+``torch.autograd.gradcheck`` then compares it with finite differences of the forward pass.
+"""
+
+from __future__ import annotations
+
+from ..claims import batchnorm as bn
+from .backends import backend
+from .program import Context, Program
+
+KERNEL_CLAIM = "bn.backward.compact"
+FORMULAS = ("bn.backward.compact", "bn.backward.dl-dgamma", "bn.backward.dl-dbeta")
+SIZES = (2, 3, 8, 64)       # batch sizes gradcheck runs at
+EPSILONS = (1e-5, 0.5)      # the usual epsilon, and a large one
+
+
+def verified_batch_norm(input_gradient=None):
+    """The autograd.Function whose backward is the claims' formulas (needs torch).
+
+    ``input_gradient``: the claim whose right-hand side gives the input's gradient (by
+    default ``bn.backward.compact``; a wrong formula makes a kernel that gradcheck rejects).
+    """
+    import torch
+
+    xp = backend("torch")
+    by_id = {c.id: c for c in bn.claims()}
+    if input_gradient is not None:
+        by_id[FORMULAS[0]] = input_gradient
+    dx, dgamma, dbeta = (Program(by_id[cid].equations[0].rhs,
+                                 sorted(_free(by_id[cid]), key=str), bn.m, xp)
+                         for cid in FORMULAS)
+
+    class VerifiedBatchNorm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, gamma, beta, eps):
+            mu = x.mean()
+            xhat = (x - mu) / torch.sqrt(((x - mu) ** 2).mean() + eps)
+            ctx.save_for_backward(x, gamma)
+            ctx.eps = eps
+            return gamma * xhat + beta
+
+        @staticmethod
+        def backward(ctx, grad_y):
+            x, gamma = ctx.saved_tensors
+            size = x.shape[0]
+            values = Context(size, size, {bn.x: x, bn.g: grad_y},
+                             {bn.gamma: gamma, bn.eps: torch.as_tensor(ctx.eps, dtype=x.dtype)})
+            return (dx(values).reshape(size), dgamma(values).reshape(gamma.shape),
+                    dbeta(values).reshape(gamma.shape), None)
+
+    return VerifiedBatchNorm
+
+
+def _free(claim):
+    from ..explicit import free_indices
+    eq = claim.equations[0]
+    return free_indices(eq.lhs, eq.rhs)
+
+
+def gradcheck(input_gradient=None, seed: int = 0) -> dict:
+    """Run ``torch.autograd.gradcheck`` on the verified kernel at every size and epsilon."""
+    import torch
+
+    kernel = verified_batch_norm(input_gradient)
+    generator = torch.Generator().manual_seed(seed)
+    runs, failed = 0, []
+    for size in SIZES:
+        for eps in EPSILONS:
+            x = torch.randn(size, dtype=torch.float64, generator=generator, requires_grad=True)
+            gamma = torch.randn((), dtype=torch.float64, generator=generator,
+                                requires_grad=True)
+            beta = torch.randn((), dtype=torch.float64, generator=generator, requires_grad=True)
+            ok = torch.autograd.gradcheck(lambda a, b, c, e=eps: kernel.apply(a, b, c, e),
+                                          (x, gamma, beta), eps=1e-6, atol=1e-6, rtol=1e-5,
+                                          raise_exception=False)
+            runs += 1
+            if not ok:
+                failed.append({"N": size, "epsilon": eps})
+    return {"function": "VerifiedBatchNorm (backward: " + ", ".join(FORMULAS) + ")",
+            "sizes": list(SIZES), "epsilons": list(EPSILONS), "runs": runs,
+            "passed": not failed, "failed": failed}
