@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from derive import pdf, report
+from derive import frameworks, pdf, report
 from derive.claims import batchnorm as bn
 from derive.explicit import ExplicitBatch
 
@@ -69,6 +69,38 @@ def test_every_proved_claim_has_three_passing_evidence_kinds(cert):
     weak = [i for i, c in cert.items() if c["verdict"] == "proved"
             and len({e["kind"] for e in c["evidence"] if e["ok"]}) < 3]
     assert weak == []
+
+
+@pytest.mark.parametrize("framework", frameworks.FRAMEWORKS)
+def test_every_proved_gradient_claim_carries_passing_framework_evidence(cert, built, framework):
+    pytest.importorskip(framework, reason=f"{framework} is not installed: "
+                                          f"{frameworks.INSTALL[framework]}")
+    gradient = [r.id for r in built[1].values() if frameworks.applies(r.claim)]
+    assert len(gradient) >= 15
+    for cid in gradient:
+        found = [e for e in cert[cid]["evidence"] if e["kind"] == framework]
+        assert len(found) == 1, cid
+        e = found[0]
+        assert e["ok"], (cid, e["summary"])
+        assert e["dtype"] == "float64" and e["instances"] >= 20
+        if cert[cid]["verdict"] == "proved":
+            assert e["max_error"] <= e["tolerance"]
+        else:
+            assert e["failure"]["error"] > e["tolerance"]
+    compact = next(e for e in cert["bn.backward.compact"]["evidence"] if e["kind"] == framework)
+    assert compact["operator"]["instances"] >= 20
+    if framework == "torch":
+        assert compact["gradcheck"]["passed"] and compact["gradcheck"]["runs"] >= 8
+
+
+def test_the_pdf_has_a_framework_table(built):
+    tex = (built[0] / "batchnorm.tex").read_text()
+    installed = [f for f in frameworks.FRAMEWORKS if frameworks.backend(f) is not None]
+    if not installed:
+        pytest.skip("neither torch nor jax is installed")
+    assert r"framework & version & dtype & computed by" in tex
+    for f in installed:
+        assert rf"{f} & {frameworks.backend(f).version}" in tex.replace(r"\_", "_")
 
 
 def test_refuted_claims_carry_an_exact_counterexample(built):
