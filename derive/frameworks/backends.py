@@ -11,6 +11,7 @@ training mode and ``jax.nn.standardize``, both without running statistics.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from importlib import metadata
@@ -99,8 +100,9 @@ class TorchBackend:
     def broadcast_to(self, v, shape):
         return v.expand(*shape)
 
-    def jacobian(self, f, value):
-        """d f(value) / d value, shape f's + value's, by reverse-mode autograd."""
+    def jacobian(self, f, value, batched=True):
+        """d f(value) / d value, shape f's + value's, by reverse-mode autograd: one backward
+        pass per entry of f, batched (vmap over the cotangents) or one after another."""
         torch = self.torch
         leaf = self.asarray(value).detach().clone().requires_grad_(True)
         with torch.enable_grad():
@@ -110,12 +112,17 @@ class TorchBackend:
             return torch.zeros(shape, dtype=self.float)
         flat = out.reshape(-1)
         if flat.numel() == 1:
-            (grad,) = torch.autograd.grad(flat[0], leaf, allow_unused=True)
-        else:   # one backward pass per output entry, batched
-            rows = torch.eye(flat.numel(), dtype=self.float)
-            (grad,) = torch.autograd.grad(flat, leaf, grad_outputs=rows, is_grads_batched=True,
-                                          allow_unused=True)
-        return torch.zeros(shape, dtype=self.float) if grad is None else grad.reshape(shape)
+            rows = [torch.autograd.grad(flat[0], leaf, allow_unused=True)[0]]
+        elif batched:
+            cotangents = torch.eye(flat.numel(), dtype=self.float)
+            rows = [torch.autograd.grad(flat, leaf, grad_outputs=cotangents,
+                                        is_grads_batched=True, allow_unused=True)[0]]
+        else:
+            rows = [torch.autograd.grad(entry, leaf, retain_graph=True, allow_unused=True)[0]
+                    for entry in flat]
+        if any(r is None for r in rows):
+            return torch.zeros(shape, dtype=self.float)
+        return torch.stack(rows).reshape(shape) if len(rows) > 1 else rows[0].reshape(shape)
 
     def standardize(self, values, axis, eps, ctx):
         if ctx.size < self.operator_min_size:
@@ -137,8 +144,20 @@ class TorchBackend:
         def run(size, samples, params):
             ctx = Context(size, size, {b: self.asarray(v) for b, v in samples.items()},
                           {p: self.asarray(v) for p, v in params.items()})
-            return [np.asarray(self.asarray(p(ctx)).detach().numpy()) for p in programs]
+            with self.one_thread():
+                return [np.asarray(self.asarray(p(ctx)).detach().numpy()) for p in programs]
         return run
+
+    @contextlib.contextmanager
+    def one_thread(self):
+        """The tensors are tiny: worker threads would only wait for each other (and, on a
+        loaded machine, for the CPU -- a batch-norm call then takes 10 ms instead of 10 us)."""
+        before = self.torch.get_num_threads()
+        self.torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            self.torch.set_num_threads(before)
 
 
 class JaxBackend:
@@ -151,8 +170,10 @@ class JaxBackend:
     def __init__(self):
         # Compiling is most of JAX's cost here and the programs are small: skip XLA's
         # expensive optimizations (read when the backend starts; a user's XLA_FLAGS win).
+        # One thread, as for PyTorch: the arrays are tiny.
         os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                                           "--xla_llvm_disable_expensive_passes=true")
+                                           "--xla_llvm_disable_expensive_passes=true "
+                                           "--xla_cpu_multi_thread_eigen=false")
         import jax
 
         jax.config.update("jax_enable_x64", True)   # float64, as the other layers
@@ -212,7 +233,7 @@ class JaxBackend:
     def broadcast_to(self, v, shape):
         return self.jnp.broadcast_to(v, tuple(shape))
 
-    def jacobian(self, f, value):
+    def jacobian(self, f, value, batched=True):
         return self.jax.jacrev(f)(self.asarray(value))
 
     def standardize(self, values, axis, eps, ctx):

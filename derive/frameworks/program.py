@@ -198,14 +198,18 @@ class Program:
         xp = self.xp
         if inside_grad:
             raise Unsupported("nested derivatives")
+        before = self.operator_nodes
         inner, wrt = self._compile(e.expr, inside_grad=True), e.wrt
+        # PyTorch has no batched backward rule for its batch-norm operator (it falls back to
+        # a slow loop): through the operator, the Jacobian is taken row by row instead
+        batched = self.operator_nodes == before
         at = None if e.at is None else self._compile(e.at, inside_grad)
         if isinstance(wrt, sp.Indexed):
             base, axis = wrt.base, self._axis(wrt.indices[0])
 
             def by_sample(ctx):
                 jac = xp.jacobian(lambda leaf: self._full(inner(ctx.with_sample(base, leaf))),
-                                  ctx.samples[base])
+                                  ctx.samples[base], batched)
                 # jac: inner's shape + (width,); lay the gradient row along the index's axis
                 if jac.shape[axis] == 1:
                     return xp.squeeze(xp.moveaxis(jac, -1, axis), axis + 1)
@@ -215,7 +219,7 @@ class Program:
             def by_param(ctx):
                 value = ctx.params[wrt] if at is None else xp.detach(xp.asarray(at(ctx)))
                 return xp.jacobian(lambda leaf: self._full(inner(ctx.with_param(wrt, leaf))),
-                                   xp.reshape(xp.asarray(value), []))
+                                   xp.reshape(xp.asarray(value), []), batched)
             return by_param
         raise Unsupported(f"cannot differentiate with respect to {wrt}")
 
