@@ -11,6 +11,7 @@ in the backward pass is written by hand: it is the formula the report proves.
 from __future__ import annotations
 
 from ..claims import batchnorm as bn
+from ..explicit import free_indices
 from .backends import backend
 from .program import Context, Program
 
@@ -58,15 +59,12 @@ def verified_batch_norm(input_gradient=None):
 
 
 def _free(claim):
-    from ..explicit import free_indices
     eq = claim.equations[0]
     return free_indices(eq.lhs, eq.rhs)
 
 
 def gradcheck(input_gradient=None, seed: int = 0) -> dict:
     """Run ``torch.autograd.gradcheck`` on the verified kernel at every size and epsilon."""
-    import torch
-
     kernel = verified_batch_norm(input_gradient)
     with backend("torch").one_thread():
         return _gradcheck(kernel, seed)
