@@ -79,6 +79,11 @@ def _rate(text: str) -> float:
     return value
 
 
+# the simulate command's bounds, here so that the parser imports no simulation code
+REGIMES = ("centering-held", "centering-through", "scale-held", "scale-through")
+MAX_STEPS = 10_000_000
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     p = _Parser(prog="derive", description=(
@@ -118,7 +123,6 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write each file's claims as a report in DIR")
     chk.add_argument("--format", type=_formats, default=("tex", "pdf", "json"), metavar="LIST",
                      help="formats for --report: comma-separated subset of tex,pdf,json,md")
-    from .simulation import MAX_STEPS, REGIMES
     sim = sub.add_parser(
         "simulate", help="train a small model and compare it with the proved closed forms",
         description="Train a small model by gradient descent on a fixed, seeded synthetic "

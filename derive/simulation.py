@@ -77,15 +77,17 @@ class Model:
         self.dim = 1 if self.kind == "centering" else batch.u.shape[1]
 
     # Arrays are (N, k): samples down, steps across, so that every reduction over the batch
-    # adds whole rows of k numbers (summing 16 numbers k times along a row is much slower).
+    # adds whole rows of k numbers (summing 16 numbers k times along a row is much slower),
+    # one sample after the other: no BLAS, whose rounding may depend on memory alignment and
+    # threads, so that the deviations in the certificate are the same on every run.
 
     def forward(self, params: np.ndarray):
         """(x - mu, sigma, xhat), each (N, k), for the k rows of ``params``."""
         u = self.batch.u
         if self.kind == "centering":
             x = u[:, :1] + params[:, 0]                  # x_i = u_i + b
-        else:
-            x = u @ params.T                             # x_i = <w, u_i>
+        else:                                            # x_i = <w, u_i>
+            x = sum(u[:, d:d + 1] * params[:, d] for d in range(self.dim))
         n = self.batch.size
         dev = x - x.sum(axis=0) / n
         if self.kind == "centering":
@@ -113,7 +115,8 @@ class Model:
                 dvar = (dxhat * dev).sum(axis=0) * -0.5 / sigma ** 3
                 dmu = (-dxhat / sigma).sum(axis=0) + dvar * (-2 * dev).sum(axis=0) / n
                 dx = dxhat / sigma + dvar * 2 * dev / n + dmu / n
-            grad = (dx * u[:, :1]).sum(axis=0)[:, None] if self.dim == 1 else dx.T @ u
+            grad = np.stack([(dx * u[:, d:d + 1]).sum(axis=0) for d in range(self.dim)],
+                            axis=1)
         return grad, loss, (xhat if full else None)
 
 
@@ -201,8 +204,8 @@ class Run:
 
 def trace(model: Model, path: np.ndarray, lr: float, chunk: int = 65536):
     """Loss, gradient norm, xhat's movement and the step residual along ``path``."""
-    xhat0 = model.forward(path[:1])[2][:, 0]
-    scale, ref = 1 + np.abs(xhat0).max(), xhat0 @ xhat0
+    xhat0 = model.forward(path[:1])[2]
+    scale, ref = 1 + np.abs(xhat0).max(), (xhat0 * xhat0).sum(axis=0)
     out = {k: np.empty(len(path)) for k in ("loss", "grad_norm", "xhat_change", "alignment")}
     step_error = 0.0
     for lo in range(0, len(path), chunk):
@@ -210,8 +213,8 @@ def trace(model: Model, path: np.ndarray, lr: float, chunk: int = 65536):
         grads, loss, xhat = model.evaluate(rows)
         out["loss"][lo:lo + len(rows)] = loss
         out["grad_norm"][lo:lo + len(rows)] = np.sqrt((grads ** 2).sum(axis=1))
-        out["xhat_change"][lo:lo + len(rows)] = np.abs(xhat - xhat0[:, None]).max(axis=0) / scale
-        out["alignment"][lo:lo + len(rows)] = (xhat0 @ xhat) / ref
+        out["xhat_change"][lo:lo + len(rows)] = np.abs(xhat - xhat0).max(axis=0) / scale
+        out["alignment"][lo:lo + len(rows)] = (xhat0 * xhat).sum(axis=0) / ref
         following = path[lo + 1:lo + 1 + len(rows)]
         predicted = rows[:len(following)] - lr * grads[:len(following)]
         if len(following):

@@ -93,3 +93,8 @@ def test_report_writes_its_figure_beside_the_tex_and_includes_it_after_the_claim
     written = (tmp_path / "fig-drift.pdf").read_bytes()
     again = figures.render(lambda: figures.report_figure("fig-drift"), "pdf")
     assert claim < figure < following and written == again
+
+
+def test_the_parser_knows_the_simulation_s_regimes_and_bounds():
+    from derive import cli, simulation
+    assert (cli.REGIMES, cli.MAX_STEPS) == (simulation.REGIMES, simulation.MAX_STEPS)
