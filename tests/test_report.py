@@ -108,7 +108,7 @@ def test_without_tex_the_tex_and_json_are_written_and_the_fix_is_named(tmp_path,
     _, written, warnings = report.build("centering", tmp_path, ("tex", "json", "pdf"))
     names = sorted(p.name for p in written)
     assert (names, "apt-get install texlive-latex-recommended" in warnings[0]) == \
-        (["centering.json", "centering.tex", "centering.timings.json"], True)
+        (["centering.json", "centering.tex", "centering.timings.json", "fig-drift.pdf"], True)
 
 
 @pytest.mark.slow
