@@ -84,6 +84,24 @@ REGIMES = ("centering-held", "centering-through", "scale-held", "scale-through")
 MAX_STEPS = 10_000_000
 
 
+def _frameworks(text: str) -> tuple[str, ...]:
+    """--frameworks: a comma-separated subset of torch,jax, or none."""
+    from .frameworks import FRAMEWORKS
+    items = [f.strip() for f in text.split(",") if f.strip()]
+    if items == ["none"]:
+        return ()
+    unknown = [f for f in items if f not in FRAMEWORKS]
+    if unknown or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown framework {', '.join(map(repr, unknown)) or repr(text)}: give a "
+            f"comma-separated subset of {','.join(FRAMEWORKS)}, or none")
+    return tuple(dict.fromkeys(items))
+
+
+FRAMEWORKS_HELP = ("autograd evidence layers to run where installed: a comma-separated subset "
+                   "of torch,jax, or none (default: torch,jax)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
     p = _Parser(prog="derive", description=(
@@ -109,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timings", action="store_true",
                    help="add wall times to the .tex and .json (then they differ run to run; "
                         "by default both are reproducible byte for byte)")
+    r.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"), metavar="LIST",
+                   help=FRAMEWORKS_HELP)
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     chk = sub.add_parser(
         "check", help="check the claims of your own Python file(s)",
@@ -123,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write each file's claims as a report in DIR")
     chk.add_argument("--format", type=_formats, default=("tex", "pdf", "json"), metavar="LIST",
                      help="formats for --report: comma-separated subset of tex,pdf,json,md")
+    chk.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"),
+                     metavar="LIST", help=FRAMEWORKS_HELP)
     sim = sub.add_parser(
         "simulate", help="train a small model and compare it with the proved closed forms",
         description="Train a small model by gradient descent on a fixed, seeded synthetic "
@@ -148,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="check every claim and print a table of verdicts",
                          description="Check every built-in claim and print id, verdict, "
                                      "the catalog's expected verdict and the evidence.")
+    lst.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"),
+                     metavar="LIST", help=FRAMEWORKS_HELP)
     lst.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -165,14 +189,19 @@ def _progress(quiet: bool):
 
 
 def cmd_report(args) -> int:
+    from dataclasses import replace
+
     from .report import build
+    from .verify import Settings
     t0 = time.perf_counter()
     results, written, warnings = [], [], []
     for topic in TOPICS if args.topic == "all" else (args.topic,):
         if not args.quiet:
             print(f"{topic}:", file=sys.stderr, flush=True)
-        found, files, warn = build(topic, args.out, args.format, progress=_progress(args.quiet),
-                                   timings=args.timings)
+        settings = replace(getattr(TOPICS[topic], "SETTINGS", Settings()),
+                           frameworks=args.frameworks)
+        found, files, warn = build(topic, args.out, args.format, settings,
+                                   progress=_progress(args.quiet), timings=args.timings)
         results += found
         written += files
         warnings += [w for w in warn if w not in warnings]
@@ -223,6 +252,8 @@ def _brief(e) -> str:
     elif e.kind == "numeric" and "random" in d:
         n = d["random"]["instances"] + d["hypothesis"]["instances"]
         note = f"{n} instances"
+    elif d.get("checks"):   # the autograd and simulation layers say what they covered
+        note = str(d["checks"])
     return f"{e.kind} {'ok' if e.ok else 'no'}" + (f" ({note})" if note else "")
 
 
@@ -236,7 +267,7 @@ def cmd_check(args) -> int:
     from .report import file_story, write_results
     from .verify import Settings, check
     loaded = load_all(args.files)  # every file is loaded before anything is checked
-    settings = Settings(timeout=args.timeout, explicit_budget=5.0)
+    settings = Settings(timeout=args.timeout, explicit_budget=5.0, frameworks=args.frameworks)
     statuses, warnings = [], []
     for path, claims in loaded:
         results = []
@@ -311,8 +342,9 @@ def cmd_simulate(args) -> int:
 
 def cmd_list(args) -> int:
     from .claims import all_claims
-    from .verify import check_all
-    results = check_all(all_claims(), progress=_progress(args.quiet))
+    from .verify import Settings, check_all
+    results = check_all(all_claims(), Settings(frameworks=args.frameworks),
+                        progress=_progress(args.quiet))
     rows = [("claim", "verdict", "expected", "evidence")]
     for r in results:
         rows.append((r.id, r.verdict.status, r.claim.expected or "-",

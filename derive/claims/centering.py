@@ -215,6 +215,28 @@ do with it. The naive step, in contrast, is nonzero whenever
 $\sum_i \partial\ell/\partial\hat x_i \ne 0$.""",
             ),
             Section(
+                "In code: the naive gradient is a detached mean",
+                r"""The held statistic $\operatorname{sg}(\operatorname{E}[x])$ is not a
+thought experiment: it is what automatic differentiation computes when the mean is cut out
+of the graph. In PyTorch, with \texttt{b} a tensor that requires a gradient,
+\begin{verbatim}
+x = u + b
+x_hat = x - x.mean().detach()      # E[x] held
+(g * x_hat).sum().backward()       # b.grad == g.sum(): the naive gradient
+\end{verbatim}
+and without \texttt{.detach()} the same lines give \texttt{b.grad == 0}, the full
+gradient. In JAX the mean is held by \texttt{jax.lax.stop\_gradient(x.mean())}. These are
+the computations behind the rows \emph{torch} and \emph{jax} in the evidence of
+\texttt{centering.naive-gradient} and \texttt{centering.full-gradient} above: the claim's
+left-hand side built in the framework, float64, differentiated by its reverse-mode autograd
+with every held statistic detached, on batches of up to 64 samples drawn by Hypothesis, and
+compared with the right-hand side. They agree to rounding -- the naive gradient
+\emph{is} the gradient of the detached graph, and the proper one that of the whole graph. The
+report on full batch normalization adds the frameworks' own operators,
+\texttt{torch.nn.functional.batch\_norm} in training mode and
+\texttt{jax.nn.standardize}, and a kernel whose backward pass is the verified formula.""",
+            ),
+            Section(
                 "What the displayed equation computes",
                 r"""\textbf{Question 3.} The equation
 $u + (b + \Delta b) - \operatorname{E}[u + (b + \Delta b)] = u + b - \operatorname{E}[u + b]$
