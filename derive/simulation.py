@@ -441,11 +441,11 @@ def _evidence(checks: list[Check], runs: list[Run], what: str, seconds: float) -
     }
     if failures:
         bad = next(c for c in checks if c.failures)
-        summary = (f"{len(runs)} simulated runs: {bad.what} fails at {bad.failures} "
+        summary = (f"{_runs(len(runs))}: {bad.what} fails at {bad.failures} "
                    f"step{'s' if bad.failures != 1 else ''} (largest deviation {worst:.1e}, "
                    f"tolerance {TOLERANCE:.0e})")
     else:
-        summary = (f"{len(runs)} simulated runs ({shown} steps): {what}; largest deviation "
+        summary = (f"{_runs(len(runs))} ({shown} steps): {what}; largest deviation "
                    f"{worst:.1e}, tolerance {TOLERANCE:.0e}")
     return Evidence("simulation", False, summary, details, seconds, holds=not failures)
 
@@ -544,3 +544,7 @@ def summary_row(run: Run) -> dict:
             "deviation": f"{max(c.max_error for c in checks):.1e}",
             "verdict": "on it" if not failures else f"OFF at {failures}",
             "note": note, "failures": failures}
+
+
+def _runs(count: int) -> str:
+    return f"{count} simulated run{'s' if count != 1 else ''}"
