@@ -12,6 +12,7 @@ the certificate is the same on every run), whose failures shrink to a small exam
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -353,12 +354,39 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
         assert err <= tolerance
 
     try:
-        property_holds()
+        with _reproducible_draws():
+            property_holds()
     except AssertionError:
         return seen["count"], seen["worst"], seen["last_failure"]
     except _OutOfTime:
         return seen["count"], seen["worst"], seen["last_failure"]
     return seen["count"], seen["worst"], None
+
+
+@contextlib.contextmanager
+def _reproducible_draws():
+    """Hypothesis without its pool of literals from the process's own modules.
+
+    Since 6.131, Hypothesis sometimes draws a literal found in the source of any *local*
+    module the process has imported.  What it draws would then depend on what else was
+    imported -- a test suite, a notebook, a user's file -- and the certificate would differ
+    between runs of the same report.  The pool is emptied while our properties run (an
+    internal of Hypothesis: where it is missing, there is nothing to empty).
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        original, cache = providers._get_local_constants, providers.CONSTANTS_CACHE.cache
+        empty = type(providers._local_constants)()
+    except (ImportError, AttributeError, TypeError):
+        yield
+        return
+    providers._get_local_constants = lambda: empty
+    cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.clear()
 
 
 def instance_json(inst: Instance) -> dict:

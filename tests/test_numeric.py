@@ -222,3 +222,25 @@ def test_compiled_claims_are_not_shared_between_claims_with_the_same_id():
 def test_complex_step_through_a_non_analytic_function_is_unsupported():
     with pytest.raises(Unsupported):
         Compiled(Grad(sp.Max(0, b), b), [], N)
+
+
+def test_hypothesis_draws_do_not_depend_on_what_the_process_imported():
+    """Hypothesis mixes literals from imported local modules into its draws; our properties
+    run without that pool, so a report is the same whatever else the process loaded."""
+    providers = pytest.importorskip("hypothesis.internal.conjecture.providers")
+    if not hasattr(providers, "_get_local_constants"):
+        pytest.skip("this Hypothesis has no pool of local constants")
+    import derive.simulation  # noqa: F401  -- a module full of literals
+    from derive.claims import centering
+
+    assert len(providers._get_local_constants().floats) > 0   # the pool is there outside
+    seen = []
+
+    def error(inst):
+        seen.append(len(providers._get_local_constants().floats))
+        return 0.0
+
+    claim = next(c for c in centering.claims() if c.id == "centering.drift")
+    numeric.hypothesis_check(claim, 5, error=error)
+    assert seen and set(seen) == {0}
+    assert len(providers._get_local_constants().floats) > 0   # and is back afterwards

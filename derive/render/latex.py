@@ -110,6 +110,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.3cm]{geometry}
 \usepackage{amsmath,amssymb,amsthm}
 \usepackage{booktabs}
+\usepackage{array}
 \usepackage{xcolor}
 \usepackage[hidelinks]{hyperref}
 \usepackage{graphicx}
@@ -244,7 +245,8 @@ def _framework_tex(result: Result) -> list[str]:
     rows = framework_rows(result)
     if not rows:
         return []
-    lines = [r"\par\smallskip{\small\begin{tabular}{@{}lllp{0.3\linewidth}rrr@{}}",
+    lines = [r"\par\smallskip{\small\begin{tabular}{@{}lll>{\raggedright\arraybackslash}"
+             r"p{0.34\linewidth}rrr@{}}",
              r"\toprule",
              r"framework & version & dtype & computed by & instances & max.\ rel.\ error & "
              r"tolerance \\ \midrule"]
