@@ -341,14 +341,22 @@ def corroborating_layers(claim: Claim, settings: Settings,
     out: list[Evidence] = []
     if settings.frameworks and (deadline is None or time.monotonic() < deadline):
         from . import frameworks
-        for name in settings.frameworks:
-            if frameworks.applies(claim) and frameworks.backend(name) is not None:
-                out.append(_layer(name, frameworks.layer, claim, name, settings, deadline))
+        names = [n for n in settings.frameworks
+                 if frameworks.applies(claim) and frameworks.backend(n) is not None]
+        if names:
+            try:   # the same instances in every framework: drawing them is the cost
+                out += frameworks.layers(claim, names, settings, deadline)
+            except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
+                out += [_layer(n, _raise, err) for n in names]
     if settings.simulation and (deadline is None or time.monotonic() < deadline):
         from . import simulation
         if simulation.applies(claim):
             out.append(_layer("simulation", simulation.layer, claim))
     return out
+
+
+def _raise(err):
+    raise err
 
 
 def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evidence) -> str:

@@ -179,3 +179,17 @@ def test_the_kernel_is_the_formula_not_a_copy_of_autograd():
     fn.apply(x, gamma, beta, 1e-5).backward(g)
     assert torch.allclose(beta.grad, g.sum()) and x.grad.abs().sum() > 0
     assert float(x.grad.sum()) == pytest.approx(0.0, abs=1e-12)   # sums to zero
+
+
+def test_both_frameworks_see_the_same_instances():
+    for name in frameworks.FRAMEWORKS:
+        pytest.importorskip(name, reason=f"{name} is not installed")
+    by_id = {c.id: c for c in bn.claims()}
+    good = frameworks.layers(by_id["bn.backward.dl-dx"], frameworks.FRAMEWORKS, SETTINGS)
+    assert [e.kind for e in good] == list(frameworks.FRAMEWORKS)
+    assert all(e.holds for e in good)
+    assert len({e.details["instances"] for e in good}) == 1
+    bad = frameworks.layers(by_id["bn.gradient-orthogonal-to-xhat"], frameworks.FRAMEWORKS,
+                            SETTINGS)
+    assert [e.holds for e in bad] == [False, False]
+    assert bad[0].details["failure"]["instance"] == bad[1].details["failure"]["instance"]

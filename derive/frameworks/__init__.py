@@ -37,7 +37,7 @@ INSTALL = {"torch": "pip install 'derive[torch]' (CPU build: pip install torch "
                     "--index-url https://download.pytorch.org/whl/cpu)",
            "jax": "pip install 'derive[jax]'"}
 
-__all__ = ["FRAMEWORKS", "applies", "backend", "layer", "standardization"]
+__all__ = ["FRAMEWORKS", "applies", "backend", "layer", "layers", "standardization"]
 
 
 def _holds_statistics(claim: Claim) -> bool:
@@ -111,6 +111,8 @@ class _Run:
         self.tolerance = TOLERANCE[xp.dtype]
         self.formula = {"instances": 0, "max_error": 0.0}
         self.operator = {"instances": 0, "max_error": 0.0, "undefined": 0}
+        self.first_failure: numeric.Instance | None = None
+        self.seconds = 0.0   # spent evaluating in this framework
 
     def compiled(self, choice) -> _Compiled:
         key = tuple(sorted((str(f), str(lam)) for f, lam in choice.items()))
@@ -146,7 +148,9 @@ class _Run:
 
     def error(self, inst: numeric.Instance) -> float:
         """The instance's worst error over both comparisons (NaN outside the domain)."""
+        t0 = time.perf_counter()
         found = self.compare(inst)
+        self.seconds += time.perf_counter() - t0
         if not found:
             return math.nan
         for kind, err, _, _ in found:
@@ -154,23 +158,48 @@ class _Run:
             stats["instances"] += 1
             if err <= self.tolerance:
                 stats["max_error"] = max(stats["max_error"], err)
-        return max(err for _, err, _, _ in found)
+        worst = max(err for _, err, _, _ in found)
+        if worst > self.tolerance and self.first_failure is None:
+            self.first_failure = inst
+        return worst
+
+
+def layers(claim: Claim, names, settings, deadline: float | None = None) -> list[Evidence]:
+    """Each named framework's evidence for a gradient claim, on the same instances.
+
+    One Hypothesis run draws every instance once and evaluates it in each framework (drawing
+    a batch of 64 costs more than evaluating it); an instance fails when any framework's
+    comparison fails, and Hypothesis shrinks it for all of them.
+    """
+    t0 = time.perf_counter()
+    runs = [_Run(claim, backend(name)) for name in names]
+    tolerance = min(r.tolerance for r in runs)
+
+    def error(inst):
+        found = [e for e in (r.error(inst) for r in runs) if not math.isnan(e)]
+        return max(found) if found else math.nan
+
+    count, _, failure = numeric.hypothesis_check(
+        claim, settings.framework_examples, max_size=MAX_SIZE, deadline=deadline,
+        error=error, tolerance=tolerance)
+    shared = (time.perf_counter() - t0 - sum(r.seconds for r in runs)) / len(runs)
+    return [_evidence(claim, r, count, failure, r.seconds + shared) for r in runs]
 
 
 def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> Evidence:
     """The ``name`` framework's evidence for a gradient claim."""
+    return layers(claim, (name,), settings, deadline)[0]
+
+
+def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
+    xp, name = run.xp, run.xp.name
     t0 = time.perf_counter()
-    xp = backend(name)
-    run = _Run(claim, xp)
-    count, _, failure = numeric.hypothesis_check(
-        claim, settings.framework_examples, max_size=MAX_SIZE, deadline=deadline,
-        error=run.error, tolerance=run.tolerance)
     any_operator = any(c.operator is not None for c in run.cache.values())
     details = {
         "framework": name, "version": xp.version, "dtype": xp.dtype,
         "tolerance": run.tolerance, "sizes": [claim.min_size, MAX_SIZE],
         "instances": count, "max_error": run.formula["max_error"],
-        "checks": f"{count} instances", "failures": int(failure is not None),
+        "checks": f"{count} instances", "failures": int(run.first_failure is not None),
         "error": "|left - right| / (1 + max(|left|, |right|))",
         "autograd": {"instances": run.formula["instances"],
                      "max_error": run.formula["max_error"],
@@ -186,15 +215,18 @@ def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> E
     checked = None
     if name == "torch" and claim.id == kernel.KERNEL_CLAIM:
         checked = details["gradcheck"] = kernel.gradcheck(claim)
+
+    def done(summary, holds):
+        return Evidence(name, False, summary, details, seconds + time.perf_counter() - t0,
+                        holds=holds)
+
     if checked is not None and not checked["passed"]:
         bad = checked["failed"][0]
-        return Evidence(name, False, f"torch.autograd.gradcheck fails on the kernel whose "
-                        f"backward is this formula (N = {bad['N']}, epsilon = {bad['epsilon']})",
-                        details, time.perf_counter() - t0, holds=False)
+        return done(f"torch.autograd.gradcheck fails on the kernel whose backward is this "
+                    f"formula (N = {bad['N']}, epsilon = {bad['epsilon']})", False)
     if count == 0:
-        return Evidence(name, False, "not run: no instance in the claim's domain was drawn",
-                        details, time.perf_counter() - t0, holds=None)
-    if failure is None:
+        return done("not run: no instance in the claim's domain was drawn", None)
+    if run.first_failure is None:
         summary = (f"{run.formula['instances']} Hypothesis instances, N = "
                    f"{claim.min_size}..{MAX_SIZE}, float64: autograd max error "
                    f"{run.formula['max_error']:.1e}")
@@ -205,14 +237,17 @@ def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> E
         if checked is not None:
             summary += (f"; torch.autograd.gradcheck passes on a kernel whose backward is this "
                         f"formula ({checked['runs']} runs, N up to {max(checked['sizes'])})")
-        return Evidence(name, False, summary, details, time.perf_counter() - t0, holds=True)
-    worst = max(run.compare(failure), key=lambda f: f[1])
-    kind, err, left, right = worst
-    details["failure"] = {"instance": numeric.instance_json(failure), "comparison": kind,
+        return done(summary, True)
+    # the shrunk instance, if it fails here too; else the first instance that failed here
+    found = run.compare(shrunk) if shrunk is not None else []
+    how = "shrunk by Hypothesis"
+    if not found or max(f[1] for f in found) <= run.tolerance:
+        shrunk, how = run.first_failure, "as drawn"
+        found = run.compare(shrunk)
+    kind, err, left, right = max(found, key=lambda f: f[1])
+    details["failure"] = {"instance": numeric.instance_json(shrunk), "comparison": kind,
                           "left": left, "right": right, "error": err}
     via = "autograd" if kind == "autograd" else xp.operator
-    summary = (f"{name} {xp.version} ({via}, float64) disagrees: at N = {failure.size} "
-               f"(shrunk by Hypothesis), left = {left:.6g}, right = {right:.6g}, error "
-               f"{err:.1e} > {run.tolerance:.0e}")
-    return Evidence(name, False, summary, details, time.perf_counter() - t0, holds=False)
-
+    return done(f"{name} {xp.version} ({via}, float64) disagrees: at N = {shrunk.size} "
+                f"({how}), left = {left:.6g}, right = {right:.6g}, error {err:.1e} > "
+                f"{run.tolerance:.0e}", False)
