@@ -25,15 +25,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _formats(text: str):
-    from .report import FORMATS
+def _choices(text: str, allowed, what: str, otherwise: str = "") -> tuple[str, ...]:
+    """A comma-separated subset of ``allowed``, in the order given, without repeats."""
     items = [f.strip() for f in text.split(",") if f.strip()]
-    unknown = [f for f in items if f not in FORMATS]
+    unknown = [f for f in items if f not in allowed]
     if unknown or not items:
         raise argparse.ArgumentTypeError(
-            f"unknown format {', '.join(map(repr, unknown)) or repr(text)}: "
-            f"choose from {', '.join(FORMATS)}")
+            f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}: "
+            f"choose from {', '.join(allowed)}{otherwise}")
     return tuple(dict.fromkeys(items))
+
+
+def _formats(text: str):
+    from .report import FORMATS
+    return _choices(text, FORMATS, "format")
 
 
 def _out_dir(text: str) -> Path:
@@ -87,15 +92,9 @@ MAX_STEPS = 10_000_000
 def _frameworks(text: str) -> tuple[str, ...]:
     """--frameworks: a comma-separated subset of torch,jax, or none."""
     from .frameworks import FRAMEWORKS
-    items = [f.strip() for f in text.split(",") if f.strip()]
-    if items == ["none"]:
+    if text.strip() == "none":
         return ()
-    unknown = [f for f in items if f not in FRAMEWORKS]
-    if unknown or not items:
-        raise argparse.ArgumentTypeError(
-            f"unknown framework {', '.join(map(repr, unknown)) or repr(text)}: give a "
-            f"comma-separated subset of {','.join(FRAMEWORKS)}, or none")
-    return tuple(dict.fromkeys(items))
+    return _choices(text, FRAMEWORKS, "framework", otherwise=", or none alone")
 
 
 FRAMEWORKS_HELP = ("autograd evidence layers to run where installed: a comma-separated subset "

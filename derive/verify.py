@@ -257,9 +257,13 @@ def _layer(kind: str, run, *args) -> Evidence:
     try:
         return run(*args)
     except Exception as err:  # noqa: BLE001 -- a layer that fails can support no verdict
-        err = err if isinstance(err, DeriveError) else f"{type(err).__name__}: {err}"
-        return Evidence(kind, False, f"could not run: {err}", {"error": str(err)},
-                        time.perf_counter() - t0, holds=None)
+        return _could_not_run(kind, err, time.perf_counter() - t0)
+
+
+def _could_not_run(kind: str, err: Exception, seconds: float) -> Evidence:
+    err = err if isinstance(err, DeriveError) else f"{type(err).__name__}: {err}"
+    return Evidence(kind, False, f"could not run: {err}", {"error": str(err)}, seconds,
+                    holds=None)
 
 
 def check(claim: Claim, settings: Settings = Settings()) -> Result:
@@ -344,19 +348,16 @@ def corroborating_layers(claim: Claim, settings: Settings,
         names = [n for n in settings.frameworks
                  if frameworks.applies(claim) and frameworks.backend(n) is not None]
         if names:
+            t0 = time.perf_counter()
             try:   # the same instances in every framework: drawing them is the cost
                 out += frameworks.layers(claim, names, settings, deadline)
             except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
-                out += [_layer(n, _raise, err) for n in names]
+                out += [_could_not_run(n, err, time.perf_counter() - t0) for n in names]
     if settings.simulation and (deadline is None or time.monotonic() < deadline):
         from . import simulation
         if simulation.applies(claim):
             out.append(_layer("simulation", simulation.layer, claim))
     return out
-
-
-def _raise(err):
-    raise err
 
 
 def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evidence) -> str:

@@ -123,12 +123,11 @@ class _Run:
     def compare(self, inst: numeric.Instance):
         """[(comparison, error, left, right)] for one instance; [] outside the domain."""
         c = self.compiled(inst.choice)
-        ctx = numeric.Context(inst.size, {b: np.asarray(v, dtype=float)
-                                          for b, v in inst.samples.items()}, inst.params)
+        samples = {b: np.asarray(v, dtype=float) for b, v in inst.samples.items()}
+        ctx = numeric.Context(inst.size, samples, inst.params)
         with np.errstate(all="ignore"):
             if not all(np.all(np.real(d(ctx)) > numeric.DOMAIN_MARGIN) for d in c.domain):
                 return []
-        samples = {b: np.asarray(v, dtype=float) for b, v in inst.samples.items()}
         found = []
         err = _error(_pairs(c.formula(inst.size, samples, inst.params), c.indices, inst.size))
         if math.isnan(err[0]):
