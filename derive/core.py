@@ -221,3 +221,40 @@ class Result:
     @property
     def id(self):
         return self.claim.id
+
+
+# -- errors as printed -------------------------------------------------------------------------
+#
+# Floating-point errors below a tolerance are round-off, and round-off differs between CPUs
+# (SIMD paths of NumPy's and XLA's elementwise functions, reduction order): 3.6e-14 on one
+# machine is 5.5e-14 on another.  What the documents and the certificate record is therefore not
+# the error but the power of ten it stays below, never finer than ERROR_FLOOR.  Every round-off
+# seen in the reports is at most 3e-13, a factor 30 under the floor, so no machine's noise can
+# move the printed figure; the exact errors go to the timings sidecar, which may differ.
+
+ERROR_FLOOR = 1e-11
+
+
+def error_bound(err: float) -> float:
+    """The power of ten ``err`` stays below, ERROR_FLOOR for anything smaller (0 included: an
+    error that is exactly 0 here may be 1e-17 on another machine)."""
+    import math
+
+    if err < ERROR_FLOOR:
+        return ERROR_FLOOR
+    return float(f"1e{math.floor(math.log10(err)) + 1}")
+
+
+def error_text(err: float) -> str:
+    """``err`` as printed: "< 1e-11", "< 1e-3"."""
+    return f"< {error_bound(err):.0e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def shown_pair(left: float, right: float) -> tuple[float, float]:
+    """Two floats as printed beside each other (a failing instance's two sides): 3 significant
+    digits, and a side within round-off of 0, relative to the larger, shown as 0."""
+    scale = 1.0 + max(abs(left), abs(right))
+
+    def one(v: float) -> float:
+        return 0.0 if abs(v) < ERROR_FLOOR * scale else float(f"{v:.3g}")
+    return one(left), one(right)

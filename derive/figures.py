@@ -9,11 +9,11 @@ same figure has the same bytes on every run.
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from . import simulation
 from .simulation import Run
@@ -90,30 +90,53 @@ def drift_figure(held: Run, through: Run) -> Figure:
     return fig
 
 
+def _log10(values) -> np.ndarray:
+    """log10 of positive data, for log axes drawn by hand.
+
+    matplotlib's log scale transforms with NumPy's vectorized log, whose last bit depends on
+    the CPU's SIMD path (AVX-512 or not): a coordinate in the PDF then differs by one digit
+    between machines.  Python's math.log10 has no SIMD path, and rounding to 9 decimals (far
+    below a printer's dot) leaves last-bit noise no place to show."""
+    return np.array([round(math.log10(v), 9) for v in np.asarray(values, dtype=float)])
+
+
+def _log_axis(axis, plain: bool = False):
+    """Ticks of a hand-drawn log axis: 10^k at the integers the data spans, 2..9 between."""
+    lo, hi = axis.get_view_interval()
+    first, last = math.floor(lo), math.ceil(hi)
+    major = [k for k in range(first, last + 1) if lo - 1e-9 <= k <= hi + 1e-9]
+    minor = [round(k + math.log10(j), 9) for k in range(first, last) for j in range(2, 10)
+             if lo <= k + math.log10(j) <= hi]
+    axis.set_ticks(major, [f"{10 ** k:g}" if plain and k >= 0 else rf"$10^{{{k}}}$"
+                           for k in major])
+    axis.set_ticks(minor, minor=True)
+
+
 def weight_norm_figure(through: Run, held: Run) -> Figure:
     """||w_t|| through the statistics on the proved recurrence; on log axes, against the
     held regime's growth like sqrt(t)."""
     fig, (ax, bx) = _new()
-    t = np.arange(1, through.steps + 1)    # log axes: from the first step
-    ax.semilogx(t, np.sqrt(simulation.norm_closed_form(through))[1:], color=CLOSED, ls="--",
-                lw=1, label=r"$\sqrt{\|w_0\|^2 + \eta^2\sum_{s<t}\|\nabla\ell_s\|^2}$")
+    t = _log10(np.arange(1, through.steps + 1))    # log axes: from the first step
+    ax.plot(t, np.sqrt(simulation.norm_closed_form(through))[1:], color=CLOSED, ls="--",
+            lw=1, label=r"$\sqrt{\|w_0\|^2 + \eta^2\sum_{s<t}\|\nabla\ell_s\|^2}$")
     m = np.unique(np.geomspace(1, through.steps, 30).round().astype(int))
-    ax.semilogx(m, through.norm[m], "o", color=THROUGH, mfc="none",
-                label=rf"$\|w_t\|$ simulated, $\eta = {through.lr:g}$")
+    ax.plot(_log10(m), through.norm[m], "o", color=THROUGH, mfc="none",
+            label=rf"$\|w_t\|$ simulated, $\eta = {through.lr:g}$")
     ax.set(xlabel=r"step $t$", ylabel=r"$\|w_t\|$")
+    _log_axis(ax.xaxis)
     ax.legend(loc="lower right")
     _label(ax, "a")
     th = np.arange(1, held.steps + 1)
     c = abs(simulation.scale_constant(held.batch))
-    bx.loglog(th, np.sqrt(held.params[0, 0] ** 2 + 2 * held.lr * c * th), color=CLOSED,
-              ls="--", lw=1, label=r"$\sqrt{w_0^2 + 2\eta|C|t}$")
-    bx.loglog(th, np.abs(held.params[1:, 0]), color=HELD,
-              label=rf"held, $C<0$ ($\eta = {held.lr:g}$)")
-    bx.loglog(th, through.norm[1:], color=THROUGH,
-              label=rf"through ($\eta = {through.lr:g}$)")
+    bx.plot(_log10(th), _log10(np.sqrt(held.params[0, 0] ** 2 + 2 * held.lr * c * th)),
+            color=CLOSED, ls="--", lw=1, label=r"$\sqrt{w_0^2 + 2\eta|C|t}$")
+    bx.plot(_log10(th), _log10(np.abs(held.params[1:, 0])), color=HELD,
+            label=rf"held, $C<0$ ($\eta = {held.lr:g}$)")
+    bx.plot(_log10(th), _log10(through.norm[1:]), color=THROUGH,
+            label=rf"through ($\eta = {through.lr:g}$)")
     bx.set(xlabel=r"step $t$", ylabel=r"$\|w_t\|$")
-    bx.yaxis.set_major_formatter(ScalarFormatter())
-    bx.yaxis.set_minor_formatter(NullFormatter())
+    _log_axis(bx.xaxis)
+    _log_axis(bx.yaxis, plain=True)
     bx.legend(loc="upper left")
     _label(bx, "b")
     return fig

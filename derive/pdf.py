@@ -11,7 +11,7 @@ from pathlib import Path
 from .core import DeriveError
 
 INSTALL_HINT = ("install a TeX engine for the PDF: sudo apt-get install "
-                "texlive-latex-recommended texlive-fonts-recommended latexmk")
+                "texlive-latex-recommended latexmk")
 
 
 class PdfUnavailable(DeriveError):

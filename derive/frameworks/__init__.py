@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import numeric
 from ..calculus import Grad, Held
-from ..core import Claim, Evidence
+from ..core import Claim, Evidence, error_text, shown_pair
 from ..explicit import free_indices
 from .backends import PADDED_WIDTH, OperatorUndefined, backend
 from .program import Program, standardization
@@ -228,9 +228,9 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
     if run.first_failure is None:
         summary = (f"{run.formula['instances']} Hypothesis instances, N = "
                    f"{claim.min_size}..{MAX_SIZE}, float64: autograd max error "
-                   f"{run.formula['max_error']:.1e}")
+                   f"{error_text(run.formula['max_error'])}")
         if any_operator:
-            summary += (f", {xp.operator} max error {run.operator['max_error']:.1e} "
+            summary += (f", {xp.operator} max error {error_text(run.operator['max_error'])} "
                         f"({run.operator['instances']} instances)")
         summary += f"; tolerance {run.tolerance:.0e}"
         if checked is not None:
@@ -244,9 +244,10 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
         shrunk, how = run.first_failure, "as drawn"
         found = run.compare(shrunk)
     kind, err, left, right = max(found, key=lambda f: f[1])
+    left, right = shown_pair(left, right)
     details["failure"] = {"instance": numeric.instance_json(shrunk), "comparison": kind,
                           "left": left, "right": right, "error": err}
     via = "autograd" if kind == "autograd" else xp.operator
     return done(f"{name} {xp.version} ({via}, float64) disagrees: at N = {shrunk.size} "
-                f"({how}), left = {left:.6g}, right = {right:.6g}, error {err:.1e} > "
+                f"({how}), left = {left:g}, right = {right:g}, error {err:.2g} > "
                 f"{run.tolerance:.0e}", False)

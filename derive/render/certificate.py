@@ -10,7 +10,7 @@ import json
 
 import sympy as sp
 
-from ..core import Result, all_assumptions
+from ..core import Result, all_assumptions, error_bound
 from ..rules import RULES
 from ..text import text
 from .common import library_versions
@@ -19,12 +19,20 @@ from .latex import equation_tex, tex
 FORMAT_VERSION = 1
 
 
+# a layer's largest error below its tolerance is round-off, which differs between machines: the
+# certificate records the power of ten it stays below (``core.error_bound``) under KEY_below
+ROUND_OFF = ("max_error", "max_step_residual")
+
+
 def _clean(value):
-    """JSON-ready, deterministic: floats to 3 significant digits, SymPy to strings."""
+    """JSON-ready, deterministic: errors as bounds, other floats to 3 significant digits,
+    SymPy to strings."""
     if isinstance(value, float):
         return float(f"{value:.3g}")
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {(f"{k}_below" if k in ROUND_OFF else str(k)):
+                (error_bound(v) if k in ROUND_OFF and isinstance(v, float) else _clean(v))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if isinstance(value, sp.Integer):
@@ -97,8 +105,21 @@ def certificate(story, results: list[Result], settings, timings: bool = False) -
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _measured(details) -> dict:
+    """The exact round-off errors the certificate records only as bounds."""
+    out = {}
+    for key, value in details.items():
+        if key in ROUND_OFF and isinstance(value, float):
+            out[key] = value
+        elif isinstance(value, dict) and (inner := _measured(value)):
+            out[key] = inner
+    return out
+
+
 def timings(results: list[Result]) -> str:
+    """Wall times and exact errors: what differs between runs and machines."""
     doc = {"claims": [{"id": r.id, "seconds": round(r.seconds, 4),
-                       "layers": {e.kind: round(e.seconds, 4) for e in r.evidence}}
+                       "layers": {e.kind: round(e.seconds, 4) for e in r.evidence},
+                       "errors": {e.kind: m for e in r.evidence if (m := _measured(e.details))}}
                       for r in results]}
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"

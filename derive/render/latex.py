@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from ..calculus import BatchSum, Grad, Held, Mean
-from ..core import PROVED, REFUTED, Result, all_assumptions
+from ..core import PROVED, REFUTED, Result, all_assumptions, error_bound
 from ..rules import RULES
 from .common import Story, evidence_rows, framework_rows, library_versions
 
@@ -103,10 +103,11 @@ def equation_tex(eq) -> str:
 
 # -- the document ------------------------------------------------------------------------------
 
+# Only packages of texlive-latex-base and -recommended: a fresh Debian gets exactly what
+# bootstrap's apt list pulls in (tests/test_tex_dependencies.py checks every file a build
+# reads).  The default OT1 Computer Modern needs no font package; the text characters OT1
+# lacks (< > |) are escaped, and non-ASCII text goes through _UNICODE.
 PREAMBLE = r"""\documentclass[11pt]{article}
-\usepackage[T1]{fontenc}
-\usepackage[utf8]{inputenc}
-\usepackage{lmodern}
 \usepackage[a4paper,margin=2.3cm]{geometry}
 \usepackage{amsmath,amssymb,amsthm}
 \usepackage{booktabs}
@@ -136,7 +137,8 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-            "^": r"\textasciicircum{}"}
+            "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+            "|": r"\textbar{}"}
 _UNICODE = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "δ": r"$\delta$",
             "Δ": r"$\Delta$", "ε": r"$\varepsilon$", "η": r"$\eta$", "θ": r"$\theta$",
             "μ": r"$\mu$", "σ": r"$\sigma$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
@@ -253,17 +255,22 @@ def _framework_tex(result: Result) -> list[str]:
     for r in rows:
         lines.append(" & ".join([_escape(r["framework"]), _escape(r["version"]), r["dtype"],
                                  rf"\texttt{{{_escape(r['by'])}}}", str(r["instances"]),
-                                 _sci(r["max_error"]), _sci(r["tolerance"])]) + r" \\")
+                                 _error(r["max_error"]), _sci(r["tolerance"])]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}"]
     return lines
 
 
 def _sci(value: float) -> str:
-    """1.2e-15 as 1.2 times 10^-15 in LaTeX (0 as 0)."""
-    if value == 0:
-        return "$0$"
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return rf"${mantissa}\cdot 10^{{{int(exponent)}}}$"
+    """A tolerance, 1e-08, as 10^{-8} in LaTeX."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    factor = "" if mantissa == "1" else mantissa + r"\cdot "
+    return rf"${factor}10^{{{int(exponent)}}}$"
+
+
+def _error(value: float) -> str:
+    """A largest error as the power of ten it stays below (``core.error_bound``), $<10^{-11}$:
+    the same on every machine, whatever its round-off."""
+    return rf"$<{_sci(error_bound(value)).strip('$')}$"
 
 
 def claim_tex(result: Result, settings) -> str:
@@ -319,13 +326,13 @@ def _log_row(e) -> tuple[str, str, str]:
         count = d["random"]["instances"] + d["hypothesis"]["instances"]
         fails = d["random"]["failures"] + int(d["hypothesis"]["failed"])
         err = max(d["random"]["max_error"], d["hypothesis"]["max_error"])
-        return f"{count} instances", str(fails), f"{err:.1e}"
+        return f"{count} instances", str(fails), _error(err)
     if e.kind == "counterexample":
         return f"$N = {d['N']}$", "", ""
     # every other layer (autograd, simulation) states its own checks, failures, worst error
     err = d.get("max_error")
     return (_escape(str(d.get("checks", ""))), str(d.get("failures", "")),
-            f"{err:.1e}" if isinstance(err, float) else "")
+            _error(err) if isinstance(err, float) else "")
 
 
 def log_appendix(results, settings, timings: bool = False) -> list[str]:

@@ -1,0 +1,116 @@
+"""A report built from this commit has the committed bytes, whatever the machine's numerics.
+
+The committed `reports/` are what every machine must reproduce.  Another machine differs in
+its CPU's SIMD paths, thread counts, XLA's compilation and Python's hash seed; the build below
+runs in a subprocess with each of those changed and must still give the committed .tex, .json
+and figures byte for byte.  Round-off may differ; it must not reach the files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ROOT / "reports"
+
+
+def other_machine_env() -> dict[str, str]:
+    """This machine made to compute like another one."""
+    umath = np._core._multiarray_umath
+    # NumPy picks a SIMD path per function at import time; disabling every optional one
+    # makes it compute as a CPU without AVX2/AVX-512 would (another last bit for pow, log, ...)
+    simd = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    env = {**os.environ,
+           "PYTHONHASHSEED": "2718",                  # another iteration order of sets
+           "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2",
+           # XLA compiled with full optimization (fusions reorder floating-point sums)
+           "XLA_FLAGS": "--xla_backend_optimization_level=3"}
+    if simd:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(simd)
+    return env
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("elsewhere")
+    proc = subprocess.run([sys.executable, "-m", "derive", "report", "--out", str(out),
+                           "--format", "tex,json", "--quiet"], cwd=ROOT,
+                          env=other_machine_env(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def committed_files() -> list[str]:
+    names = sorted(p.name for p in REPORTS.iterdir()
+                   if p.suffix in (".tex", ".json") and not p.name.endswith(".timings.json")
+                   or p.name.startswith("fig-"))
+    assert {"centering.tex", "batchnorm.json", "fig-weight-norm.pdf"} <= set(names)
+    return names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", committed_files())
+def test_a_build_with_other_numerics_gives_the_committed_bytes(rebuilt, name):
+    built, committed = (rebuilt / name).read_bytes(), (REPORTS / name).read_bytes()
+    if built != committed:
+        a, b = built.decode(errors="replace"), committed.decode(errors="replace")
+        at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        pytest.fail(f"{name} differs from the committed file at character {at}: "
+                    f"{a[max(0, at - 60):at + 60]!r} vs {b[max(0, at - 60):at + 60]!r}")
+
+
+def test_the_other_numerics_really_differ():
+    # the environment must change something NumPy computes, else the test above proves little
+    env = other_machine_env()
+    if "NPY_DISABLE_CPU_FEATURES" not in env:
+        pytest.skip("this CPU has no optional SIMD path to disable")
+    code = ("import hashlib, numpy as np; x = np.linspace(0.1, 50, 4001); "
+            "print(hashlib.sha256((x ** 3.7).tobytes() + np.log(x).tobytes()).hexdigest())")
+    here = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env).stdout
+    assert here and there and here != there
+
+
+# -- how errors are recorded -------------------------------------------------------------------
+
+from derive.core import ERROR_FLOOR, error_bound, error_text, shown_pair  # noqa: E402
+from derive.render import certificate  # noqa: E402
+
+
+@pytest.mark.parametrize("err, bound", [(0.0, 1e-11), (3.6e-14, 1e-11), (5.5e-14, 1e-11),
+                                        (2.8e-13, 1e-11), (2e-11, 1e-10), (1e-11, 1e-10),
+                                        (0.3, 1.0), (5.0, 10.0)])
+def test_an_error_is_recorded_as_the_power_of_ten_it_stays_below(err, bound):
+    assert error_bound(err) == bound and err < bound
+
+
+def test_round_off_of_any_size_seen_prints_the_same_on_every_machine():
+    # the largest round-off in the reports is 3e-13; noise of any factor up to 30 on it, or on
+    # anything smaller, cannot move the printed figure
+    seen = [1.1e-16, 1.3e-16, 3.6e-14, 5.5e-14, 5.8e-14, 2.8e-13]
+    assert {error_text(e * f) for e in seen for f in (1, 0.5, 2, 30)} == {"< 1e-11"}
+    assert max(seen) * 30 < ERROR_FLOOR
+
+
+def test_a_side_within_round_off_of_zero_is_shown_as_zero():
+    assert shown_pair(-0.1023456, 3e-17) == (-0.102, 0.0)
+    assert shown_pair(0.5, 0.25) == (0.5, 0.25)
+
+
+def test_the_certificate_records_bounds_and_the_timings_the_exact_errors():
+    details = {"max_error": 3.6e-14, "autograd": {"max_error": 5.5e-14, "instances": 30},
+               "failure": {"error": 0.1234567}}
+    clean = certificate._clean(details)
+    assert clean == {"max_error_below": 1e-11,
+                     "autograd": {"max_error_below": 1e-11, "instances": 30},
+                     "failure": {"error": 0.123}}
+    assert certificate._measured(details) == {"max_error": 3.6e-14,
+                                              "autograd": {"max_error": 5.5e-14}}
