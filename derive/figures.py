@@ -70,18 +70,20 @@ def _label(ax, letter: str):
 
 def drift_figure(held: Run, through: Run) -> Figure:
     """b_t naive and through the mean, the closed form overlaid; the loss in both regimes."""
-    fig, (ax, bx) = _new()
+    fig, (ax, bx) = _new(height=1.95)   # short: it sits beside the answers on page 2
     t = np.arange(held.steps + 1)
     closed = simulation.drift_closed_form(held)
     ax.plot(t, closed, color=CLOSED, ls="--", lw=1, label=r"$b_0 - t\eta G$ (proved)")
     m = _markers(held.steps)
-    ax.plot(m, held.params[m, 0], "o", color=HELD, mfc="none", label=r"held: $b_t$ simulated")
-    ax.plot(t, through.params[:, 0], color=THROUGH, label=r"through: $b_t$ simulated")
+    ax.plot(m, held.params[m, 0], "o", color=HELD, mfc="none", label="held, simulated")
+    ax.plot(t, through.params[:, 0], color=THROUGH, label="through, simulated")
     ax.set(xlabel=r"step $t$", ylabel=r"bias $b_t$")
-    ax.legend(loc="best")
+    ax.legend(loc="upper left")
     _label(ax, "a")
-    bx.plot(t, held.loss, color=HELD, label="held (naive step)")
-    bx.plot(t, through.loss, color=THROUGH, ls=(0, (4, 3)), label="through the mean")
+    # one style per meaning in both panels: held as circles, through as a solid line (the two
+    # losses coincide, and circles keep the held one visible on top of the other)
+    bx.plot(t, through.loss, color=THROUGH, label="through the mean")
+    bx.plot(m, held.loss[m], "o", color=HELD, mfc="none", label="held (naive step)")
     level = held.loss[0]
     bx.set_ylim(level - 0.5 * abs(level) - 1, level + 0.5 * abs(level) + 1)
     bx.set(xlabel=r"step $t$", ylabel=r"loss $\ell_t$")

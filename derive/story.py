@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Section:
     title: str
-    text: str                      # LaTeX prose shown before the claims
+    # LaTeX prose shown before the claims; {{claim:ID}} stands for that claim's one-line
+    # verdict, linked to the claim (answers cite the claims that back them this way)
+    text: str
     claims: tuple[str, ...] = ()   # claim ids, in the order they are presented
     after: str = ""                # LaTeX prose shown after the claims
     # ((figure name, LaTeX caption, claim id), ...): each figure is placed right after the
@@ -25,6 +27,9 @@ class Story:
     title: str
     abstract: str
     sections: tuple[Section, ...]
+    # what the reader came for, before any claim: short sections of prose that cite the claims
+    # ({{claim:ID}}); the claims, their derivations and evidence follow
+    opening: tuple[Section, ...] = ()
     version: str = ""
     references: tuple[str, ...] = field(default_factory=tuple)
     # ((expression, LaTeX name), ...): how the statements print recurring statistics

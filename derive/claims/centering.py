@@ -77,8 +77,7 @@ def claims() -> list[Claim]:
             "centering.drift", "The bias drifts, the loss stays", B,
             (Equation(xhat(b - eta * G), xhat(b), "one naive step leaves every output unchanged"),
              Equation((b0 - t * eta * G) - eta * G, b0 - (t + 1) * eta * G,
-                      r"induction step for $b_t = b_0 - t\eta G$"),
-             Equation(b0 - 0 * eta * G, b0, "induction base")),
+                      r"induction step for $b_t = b_0 - t\eta G$")),
             text=r"On a fixed batch the naive step $b \leftarrow b - \eta G$, "
                  r"$G = \sum_i \partial\ell/\partial\hat x_i$, leaves $\hat x$ and hence $\ell$ "
                  r"and $G$ unchanged; by induction $b_t = b_0 - t\eta G$. When $G \ne 0$, $b$ "
@@ -98,23 +97,31 @@ def claims() -> list[Claim]:
                  r"$\mathbf 1$ -- which is what a bias does -- is invisible after centering.",
             assumptions=(r"N \ge 1",), source=SOURCE, expected="proved"),
         Claim(
-            "centering.unnormalized-sum", "Without the 1/N the update does not cancel", B,
+            "centering.unnormalized-sum", "E[x] must be a mean: without the 1/N nothing cancels",
+            B,
             (Equation(u[i] + (b + db) - B.sum(u[i] + (b + db), i),
                       u[i] + b - B.sum(u[i] + b, i), "update cancels with E[x] as a sum"),),
-            text=r"With $\operatorname{E}[x]$ transcribed as $\sum_j x_j$ (the $1/N$ dropped), "
-                 r"the update would still cancel.",
-            assumptions=(r"N \ge 1",), source=r"the reader's transcription of [BN] \S 2",
+            text=r"The statement tested: with $\operatorname{E}[x]$ copied as $\sum_j x_j$ (the "
+                 r"$1/N$ lost, as in the transcription of the paragraph in the question), the "
+                 r"update would still cancel. It does not: the $1/N$ is what makes a shift of "
+                 r"every $x_j$ by $\Delta b$ shift $\operatorname{E}[x]$ by exactly $\Delta b$.",
+            assumptions=(r"N \ge 1",),
+            source=r"[BN] \S 2 as transcribed in the question, with the $1/N$ of E dropped",
             uses=("centering.update-cancels",), expected="refuted"),
         Claim(
-            "centering.nonlinear", "A nonlinearity before the centering", B,
+            "centering.nonlinear", "The reader's objection holds: a nonlinearity breaks the "
+            "cancellation", B,
             (Equation(theta(u[i] + b + db) - B.mean(theta(u[i] + b + db), i),
                       theta(u[i] + b) - B.mean(theta(u[i] + b), i),
                       "update cancels through a nonlinearity"),),
-            text=r"With a nonlinearity $\theta$ between the bias and the centering, "
+            text=r"The statement tested: the cancellation survives a nonlinearity $\theta$ "
+                 r"between the bias and the centering, "
                  r"$\theta(u_i+b+\Delta b) - \operatorname{E}[\theta(u+b+\Delta b)] = "
-                 r"\theta(u_i+b) - \operatorname{E}[\theta(u+b)]$ for every $\theta$.",
+                 r"\theta(u_i+b) - \operatorname{E}[\theta(u+b)]$ for every $\theta$. The "
+                 r"reader doubted it, rightly: it is false, so the refutation confirms the "
+                 r"objection.",
             assumptions=(r"N \ge 1", r"\theta \text{ arbitrary}"),
-            source="the reader's objection", expected="refuted",
+            source="the question's proposed correction of [BN] \\S 2", expected="refuted",
             functions=((theta, (RELU, TANH)),)),
         Claim(
             "centering.nonlinear-first-order", "What the nonlinearity changes, to first order", B,
@@ -123,9 +130,11 @@ def claims() -> list[Claim]:
                       "rate of change of the output in the update"),),
             text=r"The output $\theta(x_i) - \operatorname{E}[\theta(x)]$ changes, to first "
                  r"order in $\Delta b$, by $\Delta b\,(\theta'(x_i) - \operatorname{E}[\theta'(x)])$: "
-                 r"zero for every $i$ if and only if $\theta'$ takes one value over the batch.",
+                 r"zero for every $i$ when $\theta'$ takes one value over the batch, "
+                 r"as for an affine $\theta$.",
             assumptions=(r"N \ge 1", r"\theta \text{ differentiable}"),
-            source="the reader's objection", uses=("centering.nonlinear",), expected="proved",
+            source="the question's proposed correction of [BN] \\S 2",
+            uses=("centering.nonlinear",), expected="proved",
             functions=((theta, SMOOTH),)),
         Claim(
             "centering.affine", "An affine map keeps the cancellation", B,
@@ -134,20 +143,89 @@ def claims() -> list[Claim]:
                       "update cancels through an affine map"),),
             text=r"For an affine $\theta(z) = \alpha z + \beta$ the cancellation holds exactly.",
             assumptions=(r"N \ge 1", r"\alpha, \beta \text{ arbitrary}"),
-            source="the reader's objection", uses=("centering.update-cancels",),
-            expected="proved"),
+            source="the question's proposed correction of [BN] \\S 2",
+            uses=("centering.update-cancels",), expected="proved"),
     ]
 
 
 # -- the report --------------------------------------------------------------------------------
 
 DRIFT_CAPTION = (
-    r"\texttt{centering.drift}, simulated: $x_i = u_i + b$ centered, trained by gradient descent "
-    r"($\eta = 0.01$, 1000 steps) on a fixed batch of 16 with the squared error to targets of "
-    r"mean 1, which no centered output can reach. (a) With $\operatorname{E}[x]$ held, the "
-    r"simulated $b_t$ (circles) lies on the proved line $b_0 - t\eta G$; differentiated "
-    r"through the mean, $b$ never moves. (b) The loss is the same constant in both regimes: "
-    r"the bias drifts without bound and the network sees nothing of it.")
+    r"\texttt{centering.drift}, simulated: gradient descent on a fixed batch of 16 "
+    r"($\eta = 0.01$). (a) Held, $b_t$ (circles) follows the proved line $b_0 - t\eta G$; "
+    r"through the mean, $b$ stays put. (b) The loss is the same constant in both (held: "
+    r"circles, through: line).")
+
+ANSWERS = r"""The four questions asked about the paragraph have short answers; each cites the
+verified claim that settles it.
+
+\subsection*{1. What are $u$, $x$, $b$ and the ``activation''?}
+The example is about one layer $l$ of a network -- any layer, not only the first. With
+$a^{(l-1)}$ the previous layer's output ($a^{(0)}$ the network's input), the paper's
+\emph{input} $u$ is what the weights have already produced, and $x$ is the pre-activation,
+the value a unit produces \emph{before} any nonlinearity (the question's $z^{(l)}$):
+\[ u_i = W^{(l)} a^{(l-1)}_i, \qquad x_i = u_i + b, \qquad
+   \hat x_i = x_i - \operatorname{E}[x], \qquad
+   \operatorname{E}[x] = \frac1N \sum_{j=1}^{N} x_j , \]
+for the samples $i = 1, \dots, N$ of a batch (the paper's ``training set''); $b$ is one
+learned number shared by all samples. The rest of the network sees only $\hat x$, so the
+loss $\ell$ is a function of $\hat x_1, \dots, \hat x_N$, and its partial derivatives
+$g_i = \partial\ell/\partial\hat x_i$ are the backpropagated ``deltas'' arriving at this
+layer. There is no nonlinearity between $b$ and the centering; in batch normalization the
+nonlinearity $\theta$ comes after it, $a^{(l)} = \theta(\mathrm{BN}(u))$ ([BN] \S 3.2).
+
+\subsection*{2. Why $\Delta b \propto -\partial\ell/\partial\hat x$, not $-\partial\ell/\partial b$?}
+It \emph{is} $-\partial\ell/\partial b$ -- computed the way the paragraph describes, with
+$\operatorname{E}[x]$ \emph{held} as a constant. Then $\partial\hat x_i/\partial b = 1$ and
+the chain rule gives
+\[ \frac{\partial\ell}{\partial b}\bigg|_{\operatorname{E}[x]\text{ held}}
+   = \sum_{i=1}^{N} \frac{\partial\ell}{\partial\hat x_i} = \sum_{i=1}^{N} g_i ,
+   \qquad \Delta b = -\eta \sum_{i=1}^{N} g_i : \]
+the paper's $\partial\ell/\partial\hat x$ is shorthand for these deltas
+({{claim:centering.naive-gradient}}). Differentiated \emph{through} the mean,
+$\partial\hat x_i/\partial b = 1 - \tfrac1N\cdot N = 0$, so the true gradient is
+$\partial\ell/\partial b = 0$ for every loss ({{claim:centering.full-gradient}}). In code,
+holding the mean is cutting it out of the graph:
+\begin{verbatim}
+x_hat = x - x.mean().detach()    # PyTorch; JAX: x - jax.lax.stop_gradient(x.mean())
+\end{verbatim}
+gives \texttt{b.grad == g.sum()}, the naive step; without \texttt{.detach()},
+\texttt{b.grad == 0}.
+
+\subsection*{3. What does the displayed equation compute?}
+The layer's output $\hat x_i$ \emph{after} the naive update $b \leftarrow b + \Delta b$
+(left) and \emph{before} it (right):
+\[ u_i + (b + \Delta b) - \operatorname{E}[u + (b + \Delta b)] = u_i + b - \operatorname{E}[u + b]
+   \qquad\text{for every } \Delta b, \]
+because the mean of $u + b + \Delta b$ is $\operatorname{E}[u] + b + \Delta b$
+({{claim:centering.update-cancels}}). The step changes $b$ but not $\hat x$, hence not the
+loss and not the next gradient: on a fixed batch $b_t = b_0 - t\eta G$ with
+$G = \sum_i g_i$ constant, while the loss stays where it was
+({{claim:centering.drift}}; Figure~\ref{fig:fig-drift}). The reason is the Jacobian
+$\partial\hat x/\partial x = I - \tfrac1N\mathbf 1\mathbf 1^{\mathsf T}$, with $\mathbf 1$ the
+all-ones vector: it maps $\mathbf 1$ to $0$, and a bias moves $x$ exactly along $\mathbf 1$
+({{claim:centering.jacobian}}). The $1/N$ in $\operatorname{E}$ matters: with
+$\operatorname{E}[x]$ copied as $\sum_j x_j$, as in the question's transcription, nothing
+cancels ({{claim:centering.unnormalized-sum}}).
+
+\subsection*{4. What does a nonlinearity change?}
+The objection is right: with a nonlinearity $\theta$ between bias and centering,
+$\theta(u_i + b + \Delta b) - \operatorname{E}[\theta(u + b + \Delta b)]$ does \emph{not}
+equal the output before the update in general ({{claim:centering.nonlinear}}; the
+counterexample uses $\theta = \operatorname{ReLU}$). To first order the output moves by
+$\Delta b\,(\theta'(x_i) - \operatorname{E}[\theta'(x)])$
+({{claim:centering.nonlinear-first-order}}), which vanishes when $\theta'$ is the same for
+the whole batch -- for an affine $\theta$ the cancellation is exact
+({{claim:centering.affine}}). The paper's example has no $\theta$ there, and batch
+normalization puts the nonlinearity after the normalization, so the cancellation is the
+paper's situation.
+
+\textbf{The takeaway.} A bias before a normalization does nothing the normalization does not
+undo: its true gradient is $0$, and a step that ignores the mean only makes it drift. That is
+why batch normalization drops $b$ and lets the learned shift $\beta$ after the normalization,
+$y_i = \gamma\hat x_i + \beta$, do its job ([BN] \S 3.2). With a nonlinearity in between, the
+naive gradient is still the wrong gradient -- it is just no longer exactly cancelled."""
+
 
 def story():
     from ..story import Section, Story
@@ -158,110 +236,37 @@ def story():
         abstract=(
             r"Section 2 of the batch-normalization paper [BN] argues that a gradient step which "
             r"ignores how the mean $\operatorname{E}[x]$ depends on a bias $b$ changes nothing: "
-            r"the normalization cancels it, so $b$ drifts while the loss stays fixed. A reader "
-            r"asked four questions about that paragraph. This report answers them in order, "
-            r"each with claims that are proved for a symbolic batch size $N$ by named, "
-            r"individually re-checked rules, and corroborated independently: with every sum "
-            r"written out for $N = 1, \dots, 8$, and on floating-point instances drawn at "
-            r"random and by Hypothesis. Plausible but false variants are refuted with the "
-            r"smallest counterexample, checked in exact arithmetic."),
+            r"the normalization cancels it, so $b$ drifts while the loss stays fixed. Section 1 "
+            r"answers a reader's four questions about that paragraph; Sections 2--4 state the "
+            r"claims behind the answers, each proved for a symbolic batch size $N$ or refuted "
+            r"with the smallest counterexample; Appendix A has the derivations and evidence."),
+        opening=(Section("The four questions, answered", ANSWERS,
+                         figures=(("fig-drift", DRIFT_CAPTION, None),)),),
         sections=(
             Section(
-                "The setting, in per-layer notation",
-                r"""\textbf{Question 1: what are $u$, $x$, $b$ and the ``activation''?}
-The example is about one layer $l$ of a network, any layer, not only the first. Write
-$a^{(l-1)}$ for the previous layer's output ($a^{(0)}$ is the network's input). The layer's
-\emph{input} in the paper's sense is what the weights have already produced,
-$u = W^{(l)} a^{(l-1)}$; the layer adds a learned bias $b$, shared by all samples, and obtains
-the pre-activation $x = u + b$ -- the reader's $z^{(l)}$. The paper's ``activation'' is this
-$x$, the value a unit produces, \emph{before} any nonlinearity: in the example there is no
-nonlinearity between $b$ and the normalization. The normalization subtracts the mean of $x$
-over the batch (the paper's ``training set''):
-\[ \hat x_i = x_i - \operatorname{E}[x], \qquad
-   \operatorname{E}[x] = \frac1N \sum_{j=1}^{N} x_j, \qquad x_i = u_i + b, \]
-for the samples $i = 1, \dots, N$, and the rest of the network sees only $\hat x$: the loss
-$\ell$ is a function of $\hat x_1, \dots, \hat x_N$. Its partial derivatives
-$g_i = \partial\ell/\partial\hat x_i$ are the backpropagated ``deltas'' arriving at this
-layer; they are arbitrary numbers here. In full batch normalization the nonlinearity comes
-after the normalization, $a^{(l)} = \theta(\mathrm{BN}(W^{(l)}a^{(l-1)}))$ ([BN] \S 3.2).
-
-\textbf{Two ways to differentiate.} \emph{Through} the statistic is the ordinary derivative.
-\emph{Held} treats $\operatorname{E}[x]$ as a constant: we write
-$\operatorname{sg}(\cdot)$ (``stop-gradient'') around a held statistic; its value is
-unchanged and its derivative is $0$. This is \texttt{tensor.detach()} in PyTorch and
-\texttt{jax.lax.stop\_gradient} in JAX. A claim about the gradient of an arbitrary loss is
-stated for the probe $L = \sum_i g_i \hat x_i$ with the $g_i$ fixed: by the chain rule the
-derivative of $\ell$ at a point is the derivative of this probe.
-
-\textbf{How to read a verdict.} \verdict{proved}{PROVED} means that the difference of the two
-sides reduces to exactly $0$ under the rules of Appendix~\ref{app:rules}, for a symbolic
-$N$, and that no independent check disagrees. \verdict{refuted}{REFUTED} means that a
-concrete batch, with the smallest $N$ that fails, gives two different exact values.
-\verdict{undecided}{UNDECIDED} means neither, and says why. Every claim lists the evidence
-of each layer; Appendix~\ref{app:log} logs every check.""",
-            ),
-            Section(
-                r"Why the paper writes $\Delta b \propto -\partial\ell/\partial\hat x$",
-                r"""\textbf{Question 2.} The reader expected $\Delta b \propto -\partial\ell/\partial b$.
-That is what the paper means -- for a gradient step that \emph{ignores} the dependence of
-$\operatorname{E}[x]$ on $b$. Held, $\hat x_i = u_i + b - \operatorname{sg}(\operatorname{E}[x])$
-depends on $b$ with slope $1$, so $\partial\ell/\partial b$ is the sum of the
-$\partial\ell/\partial\hat x_i$: the paper's $\partial\ell/\partial\hat x$ is shorthand for
-these deltas.""",
+                "The gradient of the bias",
+                r"""\emph{Held} means differentiated with the statistic treated as a
+constant: we write $\operatorname{sg}(\cdot)$ (``stop-gradient'') around it; its value is
+unchanged and its derivative is $0$ -- \texttt{detach()} in PyTorch,
+\texttt{jax.lax.stop\_gradient} in JAX. \emph{Through} is the ordinary derivative. A claim
+about the gradient of an arbitrary loss is stated for the probe $L = \sum_i g_i \hat x_i$,
+with the $g_i$ fixed: by the chain rule the derivative of $\ell$ at a point is the
+derivative of this probe.""",
                 ("centering.naive-gradient", "centering.full-gradient"),
-                after=r"""Differentiated properly, the gradient is zero for every loss: $b$
-cannot change what the rest of the network sees, so a correct optimizer has nothing to
-do with it. The naive step, in contrast, is nonzero whenever
-$\sum_i \partial\ell/\partial\hat x_i \ne 0$.""",
             ),
             Section(
-                "In code: the naive gradient is a detached mean",
-                r"""The held statistic $\operatorname{sg}(\operatorname{E}[x])$ is not a
-thought experiment: it is what automatic differentiation computes when the mean is cut out
-of the graph. In PyTorch, with \texttt{b} a tensor that requires a gradient,
-\begin{verbatim}
-x = u + b
-x_hat = x - x.mean().detach()      # E[x] held
-(g * x_hat).sum().backward()       # b.grad == g.sum(): the naive gradient
-\end{verbatim}
-and without \texttt{.detach()} the same lines give \texttt{b.grad == 0}, the full
-gradient. In JAX the mean is held by \texttt{jax.lax.stop\_gradient(x.mean())}. These are
-the computations behind the rows \emph{torch} and \emph{jax} in the evidence of
-\texttt{centering.naive-gradient} and \texttt{centering.full-gradient} above: the claim's
-left-hand side built in the framework, float64, differentiated by its reverse-mode autograd
-with every held statistic detached, on batches of up to 64 samples drawn by Hypothesis, and
-compared with the right-hand side. They agree to rounding -- the naive gradient
-\emph{is} the gradient of the detached graph, and the proper one that of the whole graph. The
-report on full batch normalization adds the frameworks' own operators,
-\texttt{torch.nn.functional.batch\_norm} in training mode and
-\texttt{jax.nn.standardize}, and a kernel whose backward pass is the verified formula.""",
-            ),
-            Section(
-                "What the displayed equation computes",
-                r"""\textbf{Question 3.} The equation
-$u + (b + \Delta b) - \operatorname{E}[u + (b + \Delta b)] = u + b - \operatorname{E}[u + b]$
-computes the layer's output $\hat x$ \emph{after} the naive update $b \leftarrow b + \Delta b$
-(left) and \emph{before} it (right), for this layer -- whichever layer it is. They are equal:
-the update is undone by the recomputed mean.""",
+                "The update cancels, and the bias drifts",
+                r"""$\delta_{ik}$ is $1$ when $i = k$ and $0$ otherwise; $\mathbf 1$ is the
+all-ones vector.""",
                 ("centering.update-cancels", "centering.drift", "centering.jacobian",
                  "centering.unnormalized-sum"),
-                after=r"""The reader's transcription of the paper wrote
-$\operatorname{E}[x] = \sum_{i=1}^N x_i$; with that definition the cancellation fails for
-every $N \ge 2$, so the $1/N$ is essential: $\operatorname{E}$ is a mean.""",
-                figures=(("fig-drift", DRIFT_CAPTION, "centering.drift"),),
             ),
             Section(
-                "What a nonlinearity changes",
-                r"""\textbf{Question 4.} The reader proposed
-$\hat x = \theta(u + (b + \Delta b)) - \operatorname{E}[\theta(u + (b + \Delta b))]$, with a
-nonlinearity $\theta$ between the bias and the centering. Then the update does not cancel in
-general -- but that is not the paper's situation: in the example $\theta$ is absent (the
-identity), and in batch normalization the normalization is applied \emph{before} the
-nonlinearity, to $x = Wu + b$ ([BN] \S 3.2), exactly as here.""",
+                "A nonlinearity before the centering",
+                r"""The question's alternative puts a nonlinearity $\theta$ between the bias
+and the centering. Claims about an arbitrary $\theta$ are checked with concrete instances
+($\operatorname{ReLU}$, $\tanh$, $\sin$, $z^3/3$) wherever a number is needed.""",
                 ("centering.nonlinear", "centering.nonlinear-first-order", "centering.affine"),
-                after=r"""So a nonlinearity before the centering would let a step in $b$ move
-the output, by an amount set by how much $\theta'$ varies over the batch; an affine map --
-in particular the identity of the paper's example -- cannot.""",
             ),
         ),
         references=(r"[BN] S. Ioffe and C. Szegedy, Batch Normalization: Accelerating Deep "

@@ -8,6 +8,7 @@ checked results and the topic's story; it computes nothing.
 from __future__ import annotations
 
 import contextlib
+import re
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -40,7 +41,31 @@ class BatchLatexPrinter(LatexPrinter):
         return rf"{prefix}\sum_{{{j}=1}}^{{{n}}} {body}"
 
     def _print_Mean(self, expr: Mean):
+        folded = self._expectation(expr)
+        if folded is not None:
+            return folded
         return self._reduction(expr, rf"\frac{{1}}{{{self._print(expr.size)}}}")
+
+    def _expectation(self, expr: Mean):
+        """E[body] in the paper's notation, the bound index dropped -- when that is
+        unambiguous: every sample in the body carries the bound index alone, and no delta or
+        free sample index mixes with it.  Otherwise None (the sum is printed)."""
+        j = expr.index
+        samples = _own_samples(expr.body)   # an inner statistic is closed: not looked into
+        if not samples or any(s.indices != (j,) for s in samples) \
+                or expr.body.has(sp.KroneckerDelta):
+            return None
+        plain = expr.body.xreplace({s: _SampleName(str(s.base.label)) for s in samples})
+        return rf"\operatorname{{E}}\!\left[{self._print(plain)}\right]"
+
+    def _as_ordered_terms(self, expr, order=None):
+        """Terms in the paper's order: samples first, then parameters, then their increments
+        (Delta b), then statistics, numbers last: u_i + (b + Delta b) - E[u + b], not
+        Delta b + b + u_i - ...; positive terms before negative ones within each rank."""
+        if not isinstance(expr, sp.Add):
+            return super()._as_ordered_terms(expr, order)
+        return sorted(expr.args, key=lambda t: (_rank(t), t.could_extract_minus_sign(),
+                                                sp.default_sort_key(t)))
 
     def _print_BatchSum(self, expr: BatchSum):
         return self._reduction(expr, "")
@@ -78,6 +103,35 @@ class BatchLatexPrinter(LatexPrinter):
         return expr.name
 
 
+class _SampleName(sp.Symbol):
+    """A sample's name with its index dropped, inside E[...]: u for u_j."""
+
+
+def _own_samples(expr) -> set:
+    """The samples of ``expr`` outside any reduction nested in it."""
+    if isinstance(expr, sp.Indexed):
+        return {expr}
+    if isinstance(expr, (Mean, BatchSum)):
+        return set()
+    return set().union(*(_own_samples(a) for a in expr.args)) if expr.args else set()
+
+
+def _rank(term) -> int:
+    _, rest = term.as_coeff_Mul()
+    if isinstance(rest, _SampleName) or (rest.is_Mul and any(isinstance(f, _SampleName)
+                                                             for f in rest.args)):
+        return 0
+    if rest.has(Mean, BatchSum, Held, Grad):
+        return 3
+    if rest.is_number:
+        return 4
+    if rest.has(sp.Indexed):
+        return 0
+    if any(str(s).startswith("\\Delta") for s in rest.free_symbols):
+        return 2
+    return 1
+
+
 _PRINTER = BatchLatexPrinter({"mul_symbol": None})
 
 
@@ -112,6 +166,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{amsmath,amssymb,amsthm}
 \usepackage{booktabs}
 \usepackage{array}
+\usepackage{longtable}
 \usepackage{xcolor}
 \usepackage[hidelinks]{hyperref}
 \usepackage{graphicx}
@@ -121,11 +176,17 @@ PREAMBLE = r"""\documentclass[11pt]{article}
   \ifdim\wd\fitbox>0.8\linewidth\resizebox{0.8\linewidth}{!}{\usebox{\fitbox}}%
   \else\usebox{\fitbox}\fi}
 \allowdisplaybreaks
+% a figure may take half a page at its bottom, beside the text that cites it
+\renewcommand{\bottomfraction}{0.55}
+\renewcommand{\textfraction}{0.15}
 \ifdefined\pdftrailerid \pdfinfoomitdate=1 \pdftrailerid{} \pdfsuppressptexinfo=-1 \fi
 \definecolor{proved}{HTML}{1B7F3B}
 \definecolor{refuted}{HTML}{B3261E}
 \definecolor{undecided}{HTML}{8A6D00}
 \newcommand{\verdict}[2]{\fcolorbox{#1}{#1!8}{\textcolor{#1}{\textbf{\strut #2}}}}
+% \cited{status}{verdict}{id}: a claim cited in the prose, linked to it
+\newcommand{\cited}[3]{\textcolor{#1}{\textbf{#2}}
+  (\hyperref[claim:#3]{Claim~\ref*{claim:#3}}, \texttt{\small #3})}
 \theoremstyle{definition}
 \newtheorem{claimenv}{Claim}
 \newcommand{\rulename}[1]{\textsf{\small #1}}
@@ -189,11 +250,6 @@ def _proof_tex(result: Result, settings) -> list[str]:
     if not result.proof:
         out += [_escape(result.verdict.reason), r"\end{proof}"]
         return out
-    ident = ", ".join(map(str, settings.step_identity_sizes))
-    points = ", ".join(map(str, settings.step_point_sizes))
-    out.append(r"Every step names its rule (Appendix~\ref{app:rules}); a \checkmark{} marks a "
-               r"step re-checked on its own with every sum written out: as an identity at "
-               rf"$N = {ident}$ and exactly at random rational points at $N = {points}$.")
     for n, part in enumerate(result.proof, 1):
         eq = part.equation
         if len(result.proof) > 1:
@@ -274,6 +330,8 @@ def _error(value: float) -> str:
 
 
 def claim_tex(result: Result, settings) -> str:
+    """A claim as the reader meets it: statement, verdict, what backs it in one sentence, and
+    for a refuted claim the counterexample; the derivation and the tables are in Appendix A."""
     c = result.claim
     eqs = r" \\ ".join(rf"\fit{{{equation_tex(e)}}}" for e in c.equations)
     lines = [rf"\begin{{claimenv}}[{_escape(c.title)}]\label{{claim:{c.id}}}",
@@ -285,10 +343,74 @@ def claim_tex(result: Result, settings) -> str:
              + (r" \emph{Uses:} " + ", ".join(rf"\texttt{{{u}}}" for u in c.uses) + "."
                 if c.uses else ""),
              r"\end{claimenv}"]
-    lines += _proof_tex(result, settings)
     lines += _counterexample_tex(result)
+    lines.append(_evidence_line(result))
+    return "\n".join(lines)
+
+
+_LAYER_NAMES = {"symbolic": "the symbolic derivation", "explicit": "explicit sums",
+                "numeric": "numeric instances", "torch": "PyTorch", "jax": "JAX",
+                "simulation": "a simulated training run",
+                "counterexample": "the exact counterexample"}
+
+
+def _evidence_line(result: Result) -> str:
+    """One sentence: which layers back the verdict, with a link to the details."""
+    agree = [_LAYER_NAMES.get(e.kind, e.kind) for e in result.evidence
+             if e.ok and e.kind != "counterexample"]
+    other = [_LAYER_NAMES.get(e.kind, e.kind) for e in result.evidence if not e.ok]
+    if result.verdict.status == REFUTED:
+        what = "Refuted by the exact counterexample above"
+        if agree:
+            what += "; " + _join(agree) + " find it false too"
+    elif agree:
+        what = "Backed by " + _join(agree)
+    else:
+        what = "Not backed by any layer"
+    if other:
+        what += "; " + _join(other) + (" does" if len(other) == 1 else " do") + " not agree"
+    return (rf"\par{{\small {what}. Derivation and evidence: "
+            rf"Appendix~\ref{{app:derivations}}, p.~\pageref{{deriv:{result.id}}}.}}")
+
+
+def _join(words) -> str:
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def derivation_tex(result: Result, settings) -> str:
+    """A claim's appendix entry: its derivation and the table of every layer's evidence."""
+    c = result.claim
+    lines = [rf"\subsection*{{Claim~\ref{{claim:{c.id}}}: {_escape(c.title)}}}"
+             rf"\label{{deriv:{c.id}}}"
+             rf"\addcontentsline{{toc}}{{subsection}}{{{_escape(c.title)}}}"]
+    lines += _proof_tex(result, settings)
     lines += _evidence_tex(result)
     return "\n".join(lines)
+
+
+def derivations_appendix(results, settings, order) -> list[str]:
+    ident = ", ".join(map(str, settings.step_identity_sizes))
+    points = ", ".join(map(str, settings.step_point_sizes))
+    lines = [r"\section{Derivations and evidence}\label{app:derivations}",
+             r"Each derivation below reduces both sides of a claim, one named rule at a time "
+             r"(the rules are listed in Appendix~\ref{app:rules}), until their difference is "
+             r"$0$. A \checkmark{} marks a step re-checked on its own, independently of the "
+             r"rule that produced it, with every sum written out: as an identity at "
+             rf"$N = {ident}$ and exactly at random rational points at $N = {points}$. "
+             r"Each table lists what every \emph{evidence layer} -- an independent way of "
+             r"checking the claim -- found: \emph{explicit}, plain SymPy with every sum "
+             r"written out for small $N$; \emph{numeric}, floating-point instances drawn at "
+             r"random and by Hypothesis (a library that searches for failing inputs and "
+             r"shrinks them to the simplest), derivatives by the complex step "
+             r"($f'(x) \approx \operatorname{Im} f(x + ih)/h$, exact to rounding); "
+             r"\emph{torch} and \emph{jax}, the same computation differentiated by the "
+             r"framework's autograd; \emph{simulation}, a training run held against the "
+             r"proved closed form. ``Agrees'' means the layer points the same way as the "
+             r"verdict: for a refuted claim, failing instances are what refutes it."]
+    by_id = {r.id: r for r in results}
+    lines += [derivation_tex(by_id[cid], settings) for cid in order]
+    return lines
 
 
 def summary_table(results) -> list[str]:
@@ -302,13 +424,18 @@ def summary_table(results) -> list[str]:
     return lines
 
 
-def rules_appendix() -> list[str]:
+def rules_appendix(results=None) -> list[str]:
+    """The rule table; with ``results``, only the rules their derivations use."""
+    used = None if results is None else {s.rule for r in results for p in r.proof
+                                         for s in p.lhs_steps + p.rhs_steps}
     lines = [r"\section{The rules}\label{app:rules}",
              r"Each rule holds for every batch size $N \ge 1$. A reduction's bound index "
              r"is not free in it, so a closed statistic such as $\frac1N\sum_j x_j$ is a "
              r"constant of any outer reduction.",
              r"\begin{description}"]
     for rule in RULES.values():  # a list, not a table, so that it can break across pages
+        if used is not None and rule.name not in used:
+            continue
         lines.append(rf"\item[\rulename{{{rule.name}}}] ${rule.latex}$\\ "
                      rf"{{\small {_escape(rule.description)}}}")
     lines.append(r"\end{description}")
@@ -354,9 +481,10 @@ def log_appendix(results, settings, timings: bool = False) -> list[str]:
              rf"batch size up to $N = {settings.counterexample_max_size}$. "
              rf"The symbolic proof of each claim ran under a time budget of "
              rf"{settings.budget:g}\,s.",
-             rf"\begin{{center}}\small\begin{{tabular}}{{@{{}}{cols}@{{}}}}", r"\toprule",
+             # a longtable breaks across pages: a tabular would run off the first one
+             rf"{{\small\begin{{longtable}}{{@{{}}{cols}@{{}}}}", r"\toprule",
              r"claim & layer & checks & failures & max.\ error & "
-             + (r"time (s) & " if timings else "") + r"agrees \\ \midrule"]
+             + (r"time (s) & " if timings else "") + r"agrees \\ \midrule\endhead"]
     for r in results:
         for n, e in enumerate(r.evidence):
             checks, fails, err = _log_row(e)
@@ -365,7 +493,7 @@ def log_appendix(results, settings, timings: bool = False) -> list[str]:
             lines.append(rf"{name} & {e.kind} & {checks} & {fails} & {err} & {time_cell}"
                          rf"{'yes' if e.ok else 'no'} \\")
         lines.append(r"\addlinespace[0.2em]")
-    lines += [r"\bottomrule", r"\end{tabular}\end{center}",
+    lines += [r"\bottomrule", r"\end{longtable}}",
               r"Libraries: "
               + ", ".join(f"{_escape(k)} {_escape(v)}" for k, v in library_versions().items())
               + "."]
@@ -390,6 +518,23 @@ def _figure_tex(name: str, caption: str) -> str:
                       r"\end{figure}"])
 
 
+_CITE = re.compile(r"\{\{claim:([^}]+)\}\}")
+
+
+def cite_claims(text: str, by_id) -> str:
+    """Each {{claim:ID}} in story prose as the claim's verdict, linked to the claim."""
+    def one(match):
+        r = by_id[match.group(1)]
+        v = r.verdict
+        size = tex(r.claim.batch.size)
+        word = {PROVED: rf"proved for every ${size} \ge {r.claim.min_size}$",
+                REFUTED: rf"refuted at ${size} = "
+                         rf"{v.counterexample.size if v.counterexample else '?'}$"}.get(
+                    v.status, "undecided")
+        return rf"\cited{{{v.status}}}{{{word}}}{{{r.id}}}"
+    return _CITE.sub(one, text)
+
+
 def _document(story: Story, results: list[Result], settings, timings: bool) -> str:
     by_id = {r.id: r for r in results}
     n_proved = sum(r.verdict.status == PROVED for r in results)
@@ -398,26 +543,38 @@ def _document(story: Story, results: list[Result], settings, timings: bool) -> s
              "\n".join([rf"\title{{{story.title}}}",
                         r"\author{derive " + _escape(story.version) + "}", r"\date{}",
                         r"\maketitle"]),
-             r"\begin{abstract}" + story.abstract
+             r"\begin{abstract}" + cite_claims(story.abstract, by_id)
              + rf" Of {len(results)} claims, {n_proved} are proved for every batch size and "
                rf"{n_refuted} are refuted with a concrete counterexample.\end{{abstract}}"]
+    placed = set()
+
+    def section_tex(section):
+        out = [rf"\section{{{section.title}}}", cite_claims(section.text, by_id)]
+        for cid in section.claims:
+            out.append(claim_tex(by_id[cid], settings))
+            out += [_figure_tex(name, caption) for name, caption, claim in section.figures
+                    if claim == cid and name not in placed]
+            placed.update(name for name, _, claim in section.figures if claim == cid)
+        out += [_figure_tex(name, caption) for name, caption, claim in section.figures
+                if claim not in section.claims and name not in placed]
+        placed.update(name for name, _, _ in section.figures)
+        if section.after:
+            out.append(cite_claims(section.after, by_id))
+        return out
+
+    for section in story.opening:   # the answers first
+        parts += section_tex(section)
     parts.append("\n".join(summary_table(results)))
     for section in story.sections:
-        parts.append(rf"\section{{{section.title}}}")
-        parts.append(section.text)
-        for cid in section.claims:
-            parts.append(claim_tex(by_id[cid], settings))
-            parts += [_figure_tex(name, caption) for name, caption, claim in section.figures
-                      if claim == cid]
-        parts += [_figure_tex(name, caption) for name, caption, claim in section.figures
-                  if claim not in section.claims]
-        if section.after:
-            parts.append(section.after)
+        parts += section_tex(section)
     if story.references:
         parts.append(r"\section*{References}" + "\n"
                      + "\n\n".join(story.references))
+    order = [cid for section in story.sections for cid in section.claims]
+    order += [r.id for r in results if r.id not in order]
     parts.append(r"\appendix")
-    parts.append("\n".join(rules_appendix()))
+    parts.append("\n".join(derivations_appendix(results, settings, order)))
+    parts.append("\n".join(rules_appendix(results)))
     parts.append("\n".join(log_appendix(results, settings, timings)))
     parts.append(r"\end{document}")
     return "\n\n".join(parts) + "\n"

@@ -48,14 +48,45 @@ def claim_md(result: Result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cite(text: str, by_id) -> str:
+    """{{claim:ID}} as the claim's verdict and id."""
+    return re.sub(r"\{\{claim:([^}]+)\}\}",
+                  lambda m: f"{verdict_phrase(by_id[m.group(1)]).lower()}, `{m.group(1)}`",
+                  text)
+
+
+def _verbatim(text: str) -> str:
+    return re.sub(r"\\begin\{verbatim\}\n?(.*?)\\end\{verbatim\}",
+                  lambda m: "\n```\n" + m.group(1).rstrip() + "\n```\n", text, flags=re.S)
+
+
+def _figures(section, claim=None, skip=()):
+    """![caption](NAME.png) for the section's figures placed after ``claim`` (None: the rest)."""
+    out = []
+    for name, caption, cid in section.figures:
+        if (cid == claim if claim is not None else cid not in section.claims) \
+                and name not in skip:
+            out += [f"![{prose(caption)}]({name}.png)", ""]
+    return out
+
+
 def document(story, results: list[Result], settings=None) -> str:
     by_id = {r.id: r for r in results}
-    out = [f"# {prose(story.title)}", "", prose(story.abstract), "",
-           "| claim | verdict |", "|---|---|"]
+    out = [f"# {prose(story.title)}", "", prose(_cite(story.abstract, by_id)), ""]
+    shown: set = set()
+    for section in getattr(story, "opening", ()):
+        out += ["", f"## {prose(section.title)}", "",
+                prose(_verbatim(_cite(section.text, by_id))), ""]
+        out += _figures(section)
+        shown.update(name for name, _, _ in section.figures)
+    out += ["| claim | verdict |", "|---|---|"]
     out += [f"| `{r.id}` | {verdict_phrase(r)} |" for r in results]
     for section in story.sections:
-        out += ["", f"## {prose(section.title)}", "", prose(section.text), ""]
-        out += [claim_md(by_id[cid]) for cid in section.claims]
+        out += ["", f"## {prose(section.title)}", "", prose(_cite(section.text, by_id)), ""]
+        for cid in section.claims:
+            out.append(claim_md(by_id[cid]))
+            out += _figures(section, cid, shown)
+        out += _figures(section, None, shown)
         if section.after:
-            out += [prose(section.after), ""]
+            out += [prose(_cite(section.after, by_id)), ""]
     return "\n".join(out) + "\n"
