@@ -460,8 +460,9 @@ def drift_evidence() -> Evidence:
     moved = abs(held.params[-1, 0] - held.params[0, 0])
     checks.append(Check.condition("the naive step moves b", moved > 1.0))
     return _evidence(checks, [held, through],
-                     "held, b lies on the line b0 - tηG while the outputs and the loss never "
-                     "change; through the mean, b stays at b0", time.perf_counter() - t0)
+                     "held, b follows the proved straight line while the outputs and the loss "
+                     "never change; through the mean, b stays where it started",
+                     time.perf_counter() - t0)
 
 
 def norm_growth_evidence() -> Evidence:
@@ -478,7 +479,8 @@ def naive_scale_evidence() -> Evidence:
     runs = report_runs()
     grow, cross = runs["scale-held-grow"], runs["scale-held-cross"]
     return _evidence(naive_scale_checks(grow, cross), [grow, cross],
-                     "w follows w - ηC/w, grows at least like the square root of t for C < 0, "
+                     "w follows the proved recurrence, grows at least like the square root of "
+                     "t for C < 0, "
                      "and for C > 0 crosses 0 at the predicted step, where the outputs flip "
                      "sign and the loss jumps",
                      time.perf_counter() - t0)

@@ -14,8 +14,11 @@ derivative of l(y(x)).
 
 from __future__ import annotations
 
+import inspect
+
 import sympy as sp
 
+from . import bn_kernel
 from ..calculus import Batch, Grad, held
 from ..core import Claim, Equation
 from ..verify import Settings
@@ -43,8 +46,8 @@ w1, w2 = B.params("w_1", "w_2")
 w = B.param("w", positive=True)
 eta = B.param(r"\eta", positive=True)
 C = B.param("C")
-MU = B.param(r"\mu")               # the node mu
-VAR = B.param(r"{\sigma^{2}}")         # the node sigma^2
+MU = B.param(r"\mu_{\mathcal B}")            # the node mu_B
+VAR = B.param(r"{\sigma^{2}_{\mathcal B}}")   # the node sigma^2_B
 W1 = B.param(r"w_1'")              # the node (a w)_1
 EX, VX = B.param(r"\operatorname{E}[x]"), B.param(r"\operatorname{Var}[x]", positive=True)
 x_inf = B.param("x")               # an input at inference time
@@ -198,8 +201,10 @@ def backward_claims() -> list[Claim]:
                       (sp.KroneckerDelta(i, k) - 1 / m - xhat * at(xhat, k) / m) / s,
                       "entries of the Jacobian"),),
             text=r"$\partial\hat x_k/\partial x_i = \frac1s\bigl(\delta_{ik} - \frac1m - "
-                 r"\frac{\hat x_i\hat x_k}{m}\bigr)$, exactly, with $\epsilon$: a projection "
-                 r"removing the directions $\mathbf 1$ and (at $\epsilon = 0$) $\hat x$.",
+                 r"\frac{\hat x_i\hat x_k}{m}\bigr)$, exactly, with $\epsilon$ "
+                 r"($\delta_{ik}$ is 1 when $i = k$, else 0). It removes the direction "
+                 r"$\mathbf 1$ (all ones) for every $\epsilon$; only at $\epsilon = 0$ is the "
+                 r"bracket a projection, which also removes $\hat x$.",
             assumptions=(r"m \ge 1", r"\epsilon > 0"), source=SOURCE, expected="proved"),
     ]
 
@@ -272,6 +277,17 @@ def invariance_claims() -> list[Claim]:
             assumptions=(r"a > 0",) + EPS0, source=r"[BN] \S 3.3", expected="refuted",
             min_size=2,
             domain=(var,)),
+        Claim(
+            "bn.scale-eps-rescale", "A scale acts as a change of epsilon", B,
+            (Equation(normalize(a * x[i], eps), normalize(x[i], eps / a ** 2),
+                      r"$\mathrm{BN}_\epsilon(a x) = \mathrm{BN}_{\epsilon/a^2}(x)$"),),
+            text=r"Scaling the batch by $a > 0$ is exactly a change of $\epsilon$ to "
+                 r"$\epsilon/a^2$: $\mathrm{BN}_\epsilon(ax)$ is close to "
+                 r"$\mathrm{BN}_\epsilon(x)$ when both $\epsilon$ and $\epsilon/a^2$ are "
+                 r"small beside $\sigma^2_{\mathcal B}$, that is when "
+                 r"$\min(1, a^2)\,\sigma^2_{\mathcal B} \gg \epsilon$.",
+            assumptions=(r"m \ge 1", r"a > 0", r"\epsilon > 0"), source=r"[BN] \S 3.3",
+            uses=("bn.scale-invariance",), expected="proved"),
         Claim(
             "bn.scale.input-gradient", "Scaled weights, same input gradient", B,
             (Equation(Grad(total(g[i] * unit(a * w1, a * w2)), u[k]),
@@ -391,6 +407,54 @@ NAIVE_SCALE_CAPTION = (
     r"crossing $\hat x$ flips sign and the loss jumps: the training signal was never about "
     r"$w$'s size, which the normalization removes.")
 
+IMPLEMENTER = r"""What an implementer of a custom kernel needs, with every line a proved
+claim. Per channel, over the $m$ values the statistics are taken over -- the batch of $N$ for
+a fully connected layer, the $N \cdot H \cdot W$ values of a batch of $H \times W$ feature
+maps for a convolution:
+\begin{center}\fbox{\begin{minipage}{0.9\linewidth}
+\textbf{Forward} (training): \quad
+$\mu_{\mathcal B} = \frac1m\sum_i x_i, \quad
+ \sigma^2_{\mathcal B} = \frac1m\sum_i (x_i - \mu_{\mathcal B})^2, \quad
+ r = (\sigma^2_{\mathcal B} + \epsilon)^{-1/2}, \quad
+ \hat x_i = (x_i - \mu_{\mathcal B})\,r, \quad y_i = \gamma\hat x_i + \beta$.
+Cache $\hat x$ and $r$.\par\smallskip
+\textbf{Backward}, with $dy_i = \partial\ell/\partial y_i$:
+\[ d\beta = \sum_i dy_i, \qquad d\gamma = \sum_i dy_i\,\hat x_i, \qquad
+   dx_i = \frac{\gamma\,r}{m}\bigl(m\,dy_i - d\beta - \hat x_i\,d\gamma\bigr). \]
+\end{minipage}}\end{center}
+$d\beta$ is {{claim:bn.backward.dl-dbeta}}, $d\gamma$ is {{claim:bn.backward.dl-dgamma}},
+and $dx$ is the compact formula ({{claim:bn.backward.compact}}), which reuses $d\beta$ and
+$d\gamma$: one pass of two reductions per channel. In NumPy, for $(N, C)$ or $(N, C, H, W)$
+arrays (this is the code the report runs):
+\begin{verbatim}
+""" + "\n".join(ln for ln in inspect.getsource(bn_kernel.bn_backward).splitlines()
+                if not ln.strip().startswith(('"""', "axes:", "r = 1/sqrt"))
+                and "broadcast against" not in ln) + r"""
+\end{verbatim}
+It agrees with PyTorch's own backward pass of \texttt{batch\_norm} in training mode, on
+random batches of shapes $(16, 4)$, $(256, 3)$ and $(8, 3, 5, 5)$ with $\epsilon = 10^{-5}$:
+{{implementation:bn.backward.compact}}
+\textbf{Where $\epsilon$ matters.} For a positive factor $a$ on the input (or on the weights
+before BN), with $\mathrm{BN}$ before its affine $\gamma, \beta$:
+\begin{center}\small\begin{tabular}{@{}lll@{}}
+\toprule
+ & $\epsilon = 0$ & $\epsilon > 0$ \\ \midrule
+output, $a > 0$ & $\mathrm{BN}(ax) = \mathrm{BN}(x)$ & $\mathrm{BN}_\epsilon(ax) =
+  \mathrm{BN}_{\epsilon/a^2}(x) \ne \mathrm{BN}_\epsilon(x)$ \\
+output, $a < 0$ & $\mathrm{BN}(ax) \ne \mathrm{BN}(x)$: the sign flips & not claimed \\
+$\partial/\partial u$, weights $aW$ & unchanged & not claimed \\
+$\partial/\partial W$, weights $aW$ & divided by $a$ & not claimed \\
+$\sum_i \hat x_i\,\partial\ell/\partial x_i$ & $0$ & $\gamma\epsilon\,r^3\sum_j g_j\hat x_j$ \\
+\bottomrule
+\end{tabular}\end{center}
+The claims: {{claim:bn.scale-invariance-eps0}}, {{claim:bn.scale-invariance-eps0-negative}},
+{{claim:bn.scale-invariance}} and {{claim:bn.scale-eps-rescale}}, the gradients
+{{claim:bn.scale.input-gradient}} and {{claim:bn.scale.weight-gradient}}, and the last row
+{{claim:bn.gradient-orthogonal-to-xhat-eps0}} and {{claim:bn.gradient-orthogonal-to-xhat}}.
+A bias before BN is removed for every $\epsilon$ ({{claim:bn.shift-invariance}}): BN's
+$\beta$ takes its place."""
+
+
 def story():
     from ..story import Section, Story
 
@@ -410,6 +474,7 @@ def story():
             r"Several statements hold only when $\epsilon = 0$, which the paper neglects: those "
             r"are refuted for $\epsilon > 0$ with the exact residual and proved at "
             r"$\epsilon = 0$."),
+        opening=(Section("The backward pass, for implementers", IMPLEMENTER),),
         sections=(
             Section(
                 "From centering to normalization",
@@ -459,7 +524,10 @@ reduction in an implementation that keeps it.""",
                 "The compact form and the Jacobian",
                 r"""Implementations fuse the six equations into one pass over the batch. The
 compact form below is what such a kernel computes; its Jacobian form shows the structure:
-the normalization is a projection followed by a division by $s$.""",
+the centering $I - \tfrac1m\mathbf 1\mathbf 1^{\mathsf T}$, minus a rank-one term along
+$\hat x$, divided by $s$. At $\epsilon = 0$ the bracket is a projection; with $\epsilon > 0$
+it is not, since $\lVert\hat x\rVert^2 = m\sigma^2_{\mathcal B}/(\sigma^2_{\mathcal B} +
+\epsilon) < m$ (\texttt{bn.lemma.normalized-squares}).""",
                 ("bn.backward.compact", "bn.jacobian"),
             ),
             Section(
@@ -483,11 +551,14 @@ $a$, with the two gradient identities that follow. The paper's statements neglec
 $\epsilon$ and the sign of $a$. The gradient identities are checked for a unit
 $x_i = w_1u_i + w_2v_i$, one row of $W$ with two inputs; the batch size is symbolic.""",
                 ("bn.shift-invariance", "bn.scale-invariance", "bn.scale-invariance-eps0",
-                 "bn.scale-invariance-eps0-negative", "bn.scale.input-gradient",
+                 "bn.scale-invariance-eps0-negative", "bn.scale-eps-rescale",
+                 "bn.scale.input-gradient",
                  "bn.scale.weight-gradient"),
                 after=r"""So the scale invariance of \S 3.3 is exact only at $\epsilon = 0$
-(or $a = 1$) and only for $a > 0$; with the usual $\epsilon = 10^{-5}$ it holds
-approximately, as long as $a^2\sigma^2 \gg \epsilon$.""",
+(or $a = 1$) and only for $a > 0$. With $\epsilon > 0$ the exact statement is
+$\mathrm{BN}_\epsilon(ax) = \mathrm{BN}_{\epsilon/a^2}(x)$
+({{claim:bn.scale-eps-rescale}}): the invariance holds approximately when
+$\min(1, a^2)\,\sigma^2_{\mathcal B} \gg \epsilon$ -- a small $a$ makes $\epsilon$ count.""",
             ),
             Section(
                 "Inference: Algorithm 2",
@@ -520,8 +591,9 @@ nothing happens.""",
         references=(r"[BN] S. Ioffe and C. Szegedy, Batch Normalization: Accelerating Deep "
                     r"Network Training by Reducing Internal Covariate Shift, ICML 2015, "
                     r"arXiv:1502.03167.",),
-        abbreviations=((mu, r"\mu"), (var, r"\sigma^{2}"), (s, "s"),
-                       (sp.sqrt(var + eps_ge0), "s"), (sp.sqrt(var), r"\sigma"),
+        abbreviations=((mu, r"\mu_{\mathcal B}"), (var, r"\sigma^{2}_{\mathcal B}"),
+                       (s, "s"), (sp.sqrt(var + eps_ge0), "s"),
+                       (sp.sqrt(var), r"\sigma_{\mathcal B}"),
                        (mean(u[i]), r"\mu_u"), (variance(u[i]), r"\sigma_u^{2}"),
                        (sp.sqrt(variance(u[i])), r"\sigma_u")),
     )

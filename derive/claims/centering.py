@@ -109,8 +109,8 @@ def claims() -> list[Claim]:
             source=r"[BN] \S 2 as transcribed in the question, with the $1/N$ of E dropped",
             uses=("centering.update-cancels",), expected="refuted"),
         Claim(
-            "centering.nonlinear", "The reader's objection holds: a nonlinearity breaks the "
-            "cancellation", B,
+            "centering.nonlinear", "The objection holds: a nonlinearity breaks the cancellation",
+            B,
             (Equation(theta(u[i] + b + db) - B.mean(theta(u[i] + b + db), i),
                       theta(u[i] + b) - B.mean(theta(u[i] + b), i),
                       "update cancels through a nonlinearity"),),
@@ -187,7 +187,8 @@ $\partial\hat x_i/\partial b = 1 - \tfrac1N\cdot N = 0$, so the true gradient is
 $\partial\ell/\partial b = 0$ for every loss ({{claim:centering.full-gradient}}). In code,
 holding the mean is cutting it out of the graph:
 \begin{verbatim}
-x_hat = x - x.mean().detach()    # PyTorch; JAX: x - jax.lax.stop_gradient(x.mean())
+x_hat = x - x.mean().detach()                  # PyTorch
+x_hat = x - jax.lax.stop_gradient(x.mean())    # JAX
 \end{verbatim}
 gives \texttt{b.grad == g.sum()}, the naive step; without \texttt{.detach()},
 \texttt{b.grad == 0}.

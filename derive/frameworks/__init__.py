@@ -214,6 +214,8 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
     checked = None
     if name == "torch" and claim.id == kernel.KERNEL_CLAIM:
         checked = details["gradcheck"] = kernel.gradcheck(claim)
+        # the implementer's NumPy code of the report, float32 and float64, against torch
+        details["implementation"] = kernel.implementation_check()
 
     def done(summary, holds):
         return Evidence(name, False, summary, details, seconds + time.perf_counter() - t0,
@@ -223,6 +225,11 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
         bad = checked["failed"][0]
         return done(f"torch.autograd.gradcheck fails on the kernel whose backward is this "
                     f"formula (N = {bad['N']}, epsilon = {bad['epsilon']})", False)
+    implemented = details.get("implementation")
+    if implemented is not None and not implemented["passed"]:
+        bad = next(r for r in implemented["rows"] if not r["passed"])
+        return done(f"the report's NumPy implementation of this formula disagrees with "
+                    f"{implemented['against']} in {bad['dtype']}", False)
     if count == 0:
         return done("not run: no instance in the claim's domain was drawn", None)
     if run.first_failure is None:

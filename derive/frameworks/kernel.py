@@ -90,3 +90,59 @@ def _gradcheck(kernel, seed):
     return {"function": "VerifiedBatchNorm (backward: " + ", ".join(FORMULAS) + ")",
             "sizes": list(SIZES), "epsilons": list(EPSILONS), "runs": runs,
             "passed": not failed, "failed": failed}
+
+
+# float32 round-off is about 1e-7 per operation; its errors are recorded as the power of ten
+# they stay below, never finer than these floors, so that no machine's noise moves them
+IMPLEMENTATION_FLOORS = {"float32": 1e-5, "float64": 1e-11}
+IMPLEMENTATION_TOLERANCE = {"float32": 1e-3, "float64": 1e-8}
+IMPLEMENTATION_SHAPES = ((16, 4), (256, 3), (8, 3, 5, 5))   # (N, C) and (N, C, H, W)
+
+
+def implementation_check(seed: int = 0) -> dict:
+    """``claims.bn_kernel.bn_backward`` against torch's batch-norm backward, both in float32
+    and float64: the largest relative error of dx, dgamma, dbeta per dtype."""
+    with backend("torch").one_thread():
+        return _implementation_check(seed)
+
+
+def _implementation_check(seed):
+    import numpy as np
+    import torch
+
+    from ..claims.bn_kernel import bn_backward
+    from ..core import error_bound
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dtype in ("float32", "float64"):
+        worst = 0.0
+        for shape in IMPLEMENTATION_SHAPES:
+            axes = (0,) if len(shape) == 2 else (0, 2, 3)
+            cshape = (1, shape[1]) + (1,) * (len(shape) - 2)
+            x = rng.normal(1.0, 2.0, size=shape).astype(dtype)
+            dy = rng.normal(size=shape).astype(dtype)
+            gamma = rng.normal(size=shape[1]).astype(dtype)
+            eps = 1e-5
+            tx = torch.tensor(x, requires_grad=True)
+            tg = torch.tensor(gamma, requires_grad=True)
+            tb = torch.zeros(shape[1], dtype=tx.dtype, requires_grad=True)
+            y = torch.nn.functional.batch_norm(tx, None, None, tg, tb, training=True, eps=eps)
+            y.backward(torch.tensor(dy))
+            mean = x.mean(axis=axes, keepdims=True)
+            var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+            r = 1 / np.sqrt(var + np.asarray(eps, dtype=dtype))
+            xhat = (x - mean) * r
+            dx, dgamma, dbeta = bn_backward(dy, xhat, r, gamma.reshape(cshape), axes)
+            for ours, theirs in ((dx, tx.grad), (dgamma.reshape(-1), tg.grad),
+                                 (dbeta.reshape(-1), tb.grad)):
+                theirs = theirs.numpy().astype(np.float64)
+                err = np.abs(ours.astype(np.float64) - theirs).max() / (1 + np.abs(theirs).max())
+                worst = max(worst, float(err))
+        rows.append({"dtype": dtype, "shapes": [list(s) for s in IMPLEMENTATION_SHAPES],
+                     "max_error_below": max(error_bound(worst), IMPLEMENTATION_FLOORS[dtype]),
+                     "tolerance": IMPLEMENTATION_TOLERANCE[dtype],
+                     "passed": worst <= IMPLEMENTATION_TOLERANCE[dtype]})
+    return {"against": f"torch {torch.__version__} batch_norm(training=True) backward",
+            "rows": rows, "passed": all(r["passed"] for r in rows)}
+

@@ -16,7 +16,7 @@ from sympy.printing.latex import LatexPrinter
 from ..calculus import BatchSum, Grad, Held, Mean
 from ..core import PROVED, REFUTED, Result, all_assumptions, error_bound
 from ..rules import RULES
-from .common import Story, evidence_rows, framework_rows, library_versions
+from .common import Story, framework_rows, library_versions
 
 
 class BatchLatexPrinter(LatexPrinter):
@@ -170,10 +170,20 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{xcolor}
 \usepackage[hidelinks]{hyperref}
 \usepackage{graphicx}
-% \fit{math}: the formula as is, or shrunk to 80% of the line when it is wider
+% \fit{math}: the formula as is, or shrunk to 80% of the line when it is wider (logged as
+% "derive: scaled", which the typesetting test counts)
 \newsavebox{\fitbox}
 \newcommand{\fit}[1]{\sbox{\fitbox}{$\displaystyle #1$}%
-  \ifdim\wd\fitbox>0.8\linewidth\resizebox{0.8\linewidth}{!}{\usebox{\fitbox}}%
+  \ifdim\wd\fitbox>0.8\linewidth\typeout{derive: scaled formula on line \the\inputlineno}%
+  \resizebox{0.8\linewidth}{!}{\usebox{\fitbox}}%
+  \else\usebox{\fitbox}\fi}
+% \stepfit{math}{broken}: the formula on one line, or its aligned broken form when too wide
+% (the braces keep the inner & from the enclosing alignment while a branch is skipped)
+\newcommand{\stepfit}[2]{\sbox{\fitbox}{$\displaystyle #1$}%
+  \ifdim\wd\fitbox>0.8\linewidth{\begin{aligned}[t]#2\end{aligned}}\else\usebox{\fitbox}\fi}
+% \eqfit{lhs}{rhs}: lhs = rhs on one line, or on two (lhs, then = rhs) when that is too wide
+\newcommand{\eqfit}[2]{\sbox{\fitbox}{$\displaystyle #1 = #2$}%
+  \ifdim\wd\fitbox>\linewidth{\begin{aligned}[t]&\fit{#1}\\&\quad= \fit{#2}\end{aligned}}%
   \else\usebox{\fitbox}\fi}
 \allowdisplaybreaks
 % a figure may take half a page at its bottom, beside the text that cites it
@@ -226,12 +236,49 @@ ELIDE_AFTER = 5000   # characters of LaTeX: a step longer than this is summarize
 
 
 def _step(expr) -> str:
-    """A derivation line: shrunk to the line width when too wide, summarized when huge."""
+    """A derivation line: a sum too wide for the line breaks after whole terms (TeX measures
+    and chooses); what cannot break is shrunk to the line; a huge one is summarized."""
     source = tex(expr)
     if len(source) > ELIDE_AFTER:
         return (rf"\text{{\small [an expression of {sp.count_ops(expr)} operations; "
                 r"in full in the certificate]}")
-    return rf"\fit{{{source}}}"
+    if not isinstance(expr, sp.Add):
+        return rf"\fit{{{source}}}"
+    lines = [r"\\&\quad ".join(rf"\fit{{{chunk}}}" for chunk in _chunks(expr))]
+    return rf"\stepfit{{{source}}}{{&{lines[0]}}}"
+
+
+BREAK_AFTER = 58   # glyphs of a display line, roughly: a chunk of terms longer than this breaks
+
+
+def _glyphs(source: str) -> int:
+    """About how many glyphs wide a formula is (an overestimate: sub- and superscripts count
+    in full)."""
+    s = re.sub(r"\\(left|right|!|,|;|quad)(?![A-Za-z])", "", source)
+    s = re.sub(r"\\operatorname\{(\w+)\}", r"\1", s)
+    s = re.sub(r"\\[A-Za-z]+", "x", s)
+    return len(re.sub(r"[{}^_&\s]", "", s))
+
+
+def _chunks(expr: sp.Add) -> list[str]:
+    """The terms of a sum, signed, grouped into lines of at most BREAK_AFTER glyphs."""
+    chunks, current = [], ""
+    for n, term in enumerate(_PRINTER._as_ordered_terms(expr)):
+        sign = ""
+        if n and term.could_extract_minus_sign():
+            sign, term = "- ", -term
+        elif n:
+            sign = "+ "
+        body = tex(term)
+        if _PRINTER._needs_add_brackets(term):
+            body = r"\left(" + body + r"\right)"
+        piece = sign + body
+        if current and _glyphs(current + piece) > BREAK_AFTER:
+            chunks.append(current)
+            current = piece
+        else:
+            current = f"{current} {piece}".strip()
+    return chunks + [current]
 
 
 def _steps_tex(label: str, start, steps) -> list[str]:
@@ -292,10 +339,22 @@ def _counterexample_tex(result: Result) -> list[str]:
 def _evidence_tex(result: Result) -> list[str]:
     lines = [r"\par\smallskip\begin{tabular}{@{}lp{0.68\linewidth}l@{}}", r"\toprule",
              r"layer & finding & agrees \\ \midrule"]
-    for kind, finding, ok in evidence_rows(result):
-        lines.append(rf"{kind} & {_escape(finding)} & {'yes' if ok else 'no'} \\")
+    for e in result.evidence:
+        lines.append(rf"{e.kind} & {_finding_tex(result, e)} & {'yes' if e.ok else 'no'} \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return lines + _framework_tex(result)
+
+
+def _finding_tex(result: Result, e) -> str:
+    """A layer's finding as LaTeX: the summary, with the exact residuals typeset rather than
+    in the plain-text form the summary carries for terminals."""
+    residuals = [p.residual for p in result.proof if p.residual != 0]
+    if e.kind == "symbolic" and e.holds is False and residuals and "residual" in e.summary:
+        return "a residual does not reduce to $0$: " + ", ".join(f"${tex(r)}$" for r in residuals)
+    cex = result.verdict.counterexample
+    if e.kind == "counterexample" and cex is not None:
+        return rf"$N = {cex.size}$: residual ${tex(cex.residual)}$ (exact)"
+    return _escape(e.summary)
 
 
 def _framework_tex(result: Result) -> list[str]:
@@ -333,15 +392,16 @@ def claim_tex(result: Result, settings) -> str:
     """A claim as the reader meets it: statement, verdict, what backs it in one sentence, and
     for a refuted claim the counterexample; the derivation and the tables are in Appendix A."""
     c = result.claim
-    eqs = r" \\ ".join(rf"\fit{{{equation_tex(e)}}}" for e in c.equations)
+    eqs = r" \\ ".join(rf"\eqfit{{{tex(e.lhs)}}}{{{tex(e.rhs)}}}" for e in c.equations)
     lines = [rf"\begin{{claimenv}}[{_escape(c.title)}]\label{{claim:{c.id}}}",
-             rf"\texttt{{{c.id}}}\par\smallskip {_verdict_box(result)}\par",
+             # the id beside the verdict, under the header: long ids do not fit beside titles
+             rf"\hfill\break {_verdict_box(result)}\enspace{{\small\texttt{{{c.id}}}}}\par",
              c.text,
              r"\begin{gather*}" + eqs + r"\end{gather*}",
-             r"\emph{Assumptions:} $" + r"$, $".join(all_assumptions(c)) + r"$."
+             r"{\raggedright\emph{Assumptions:} $" + r"$, $".join(all_assumptions(c)) + r"$."
              + (rf" \emph{{Source:}} {c.source}." if c.source else "")
              + (r" \emph{Uses:} " + ", ".join(rf"\texttt{{{u}}}" for u in c.uses) + "."
-                if c.uses else ""),
+                if c.uses else "") + r"\par}",
              r"\end{claimenv}"]
     lines += _counterexample_tex(result)
     lines.append(_evidence_line(result))
@@ -414,8 +474,8 @@ def derivations_appendix(results, settings, order) -> list[str]:
 
 
 def summary_table(results) -> list[str]:
-    lines = [r"\begin{center}\begin{tabular}{@{}llr@{}}", r"\toprule",
-             r"claim & verdict & evidence layers agreeing \\ \midrule"]
+    lines = [r"\begin{center}\small\begin{tabular}{@{}llr@{}}", r"\toprule",
+             r"claim & verdict & layers agreeing \\ \midrule"]
     for r in results:
         agreeing = sum(e.ok for e in r.evidence)
         lines.append(rf"\hyperref[claim:{r.id}]{{\texttt{{{r.id}}}}} & {_verdict_box(r)} & "
@@ -463,7 +523,7 @@ def _log_row(e) -> tuple[str, str, str]:
 
 
 def log_appendix(results, settings, timings: bool = False) -> list[str]:
-    cols = "llrrr" + ("r" if timings else "") + "l"
+    cols = "lrrr" + ("r" if timings else "") + "l"
     lines = [r"\section{Log of every check}\label{app:log}",
              r"Each claim was checked by every layer below. \emph{symbolic}: the rule table, "
              r"for a symbolic $N$. \emph{explicit}: plain SymPy with every sum written out, "
@@ -482,15 +542,18 @@ def log_appendix(results, settings, timings: bool = False) -> list[str]:
              rf"The symbolic proof of each claim ran under a time budget of "
              rf"{settings.budget:g}\,s.",
              # a longtable breaks across pages: a tabular would run off the first one
-             rf"{{\small\begin{{longtable}}{{@{{}}{cols}@{{}}}}", r"\toprule",
-             r"claim & layer & checks & failures & max.\ error & "
+             rf"{{\small\setlength{{\tabcolsep}}{{4pt}}\begin{{longtable}}{{@{{}}{cols}@{{}}}}",
+             r"\toprule",
+             r"layer & checks & failures & max.\ error & "
              + (r"time (s) & " if timings else "") + r"agrees \\ \midrule\endhead"]
-    for r in results:
-        for n, e in enumerate(r.evidence):
+    width = 6 if timings else 5
+    for r in results:   # the claim's id as a row of its own: ids are long
+        lines.append(rf"\multicolumn{{{width}}}{{@{{}}l}}{{\texttt{{{r.id}}}, "
+                     rf"{r.verdict.status}}} \\*")
+        for e in r.evidence:
             checks, fails, err = _log_row(e)
-            name = rf"\texttt{{{r.id}}}" if n == 0 else ""
             time_cell = f"{e.seconds:.2f} & " if timings else ""
-            lines.append(rf"{name} & {e.kind} & {checks} & {fails} & {err} & {time_cell}"
+            lines.append(rf"\quad {e.kind} & {checks} & {fails} & {err} & {time_cell}"
                          rf"{'yes' if e.ok else 'no'} \\")
         lines.append(r"\addlinespace[0.2em]")
     lines += [r"\bottomrule", r"\end{longtable}}",
@@ -521,8 +584,31 @@ def _figure_tex(name: str, caption: str) -> str:
 _CITE = re.compile(r"\{\{claim:([^}]+)\}\}")
 
 
+_IMPLEMENTATION = re.compile(r"\{\{implementation:([^}]+)\}\}")
+
+
+def _implementation_tex(result) -> str:
+    """The table of a claim's implementation check (float32 and float64 against a framework's
+    own backward), or a sentence saying it did not run."""
+    found = [e.details["implementation"] for e in result.evidence
+             if "implementation" in e.details]
+    if not found:
+        return (r"\emph{(The implementation check needs PyTorch, which was not installed "
+                r"when this report was built.)}")
+    check = found[0]
+    lines = [r"\begin{center}\small\begin{tabular}{@{}lllr@{}}", r"\toprule",
+             r"dtype & compared with & largest relative error & tolerance \\ \midrule"]
+    for row in check["rows"]:
+        lines.append(rf"{row['dtype']} & {_escape(check['against'])} & "
+                     rf"$<{_sci(row['max_error_below']).strip('$')}$ & {_sci(row['tolerance'])} \\")
+    lines += [r"\bottomrule", r"\end{tabular}\end{center}"]
+    return "\n".join(lines)
+
+
 def cite_claims(text: str, by_id) -> str:
-    """Each {{claim:ID}} in story prose as the claim's verdict, linked to the claim."""
+    """Each {{claim:ID}} in story prose as the claim's verdict, linked to the claim; each
+    {{implementation:ID}} as the table of that claim's implementation check."""
+    text = _IMPLEMENTATION.sub(lambda m: _implementation_tex(by_id[m.group(1)]), text)
     def one(match):
         r = by_id[match.group(1)]
         v = r.verdict

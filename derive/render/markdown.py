@@ -48,8 +48,21 @@ def claim_md(result: Result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _implementation(result) -> str:
+    found = [e.details["implementation"] for e in result.evidence
+             if "implementation" in e.details]
+    if not found:
+        return "(The implementation check needs PyTorch.)"
+    rows = [f"| {r['dtype']} | {found[0]['against']} | < {r['max_error_below']:.0e} | "
+            f"{r['tolerance']:.0e} |" for r in found[0]["rows"]]
+    return "\n\n" + "\n".join(["| dtype | compared with | largest relative error | "
+                                 "tolerance |", "|---|---|---|---|"] + rows) + "\n\n"
+
+
 def _cite(text: str, by_id) -> str:
-    """{{claim:ID}} as the claim's verdict and id."""
+    """{{claim:ID}} as the claim's verdict and id; {{implementation:ID}} as its table."""
+    text = re.sub(r"\{\{implementation:([^}]+)\}\}",
+                  lambda m: _implementation(by_id[m.group(1)]), text)
     return re.sub(r"\{\{claim:([^}]+)\}\}",
                   lambda m: f"{verdict_phrase(by_id[m.group(1)]).lower()}, `{m.group(1)}`",
                   text)
