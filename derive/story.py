@@ -34,3 +34,6 @@ class Story:
     references: tuple[str, ...] = field(default_factory=tuple)
     # ((expression, LaTeX name), ...): how the statements print recurring statistics
     abbreviations: tuple = ()
+    # ((expression, an equal expression), ...): how the printer puts statistics back where a
+    # derivation wrote them out, e.g. sum_j x_j as m mu_B (identities only)
+    folds: tuple = ()

@@ -19,7 +19,7 @@ import inspect
 import sympy as sp
 
 from . import bn_kernel
-from ..calculus import Batch, Grad, held
+from ..calculus import BOUND_INDICES, Batch, Grad, held
 from ..core import Claim, Equation
 from ..verify import Settings
 
@@ -407,6 +407,13 @@ NAIVE_SCALE_CAPTION = (
     r"crossing $\hat x$ flips sign and the loss jumps: the training signal was never about "
     r"$w$'s size, which the normalization removes.")
 
+def _folds():
+    """Sums a derivation writes out, put back as the batch statistics they are:
+    sum_j x_j = m mu_B and sum_j x_j^2 = m (sigma_B^2 + mu_B^2)."""
+    j = BOUND_INDICES[0]
+    return ((B.sum(x[j], j), m * MU), (B.sum(x[j] ** 2, j), m * (VAR + MU ** 2)))
+
+
 IMPLEMENTER = r"""What an implementer of a custom kernel needs, with every line a proved
 claim. Per channel, over the $m$ values the statistics are taken over -- the batch of $N$ for
 a fully connected layer, the $N \cdot H \cdot W$ values of a batch of $H \times W$ feature
@@ -591,7 +598,10 @@ nothing happens.""",
         references=(r"[BN] S. Ioffe and C. Szegedy, Batch Normalization: Accelerating Deep "
                     r"Network Training by Reducing Internal Covariate Shift, ICML 2015, "
                     r"arXiv:1502.03167.",),
-        abbreviations=((mu, r"\mu_{\mathcal B}"), (var, r"\sigma^{2}_{\mathcal B}"),
+        folds=_folds(),
+        abbreviations=((sp.sqrt(VAR + eps), "s"), (sp.sqrt(VAR + eps_ge0), "s"),
+                       (sp.sqrt(VAR), r"\sigma_{\mathcal B}"),
+                       (mu, r"\mu_{\mathcal B}"), (var, r"\sigma^{2}_{\mathcal B}"),
                        (s, "s"), (sp.sqrt(var + eps_ge0), "s"),
                        (sp.sqrt(var), r"\sigma_{\mathcal B}"),
                        (mean(u[i]), r"\mu_u"), (variance(u[i]), r"\sigma_u^{2}"),

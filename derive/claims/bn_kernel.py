@@ -15,7 +15,7 @@ def bn_backward(dy, xhat, r, gamma, axes=(0,)):
     axes: the reduction axes, (0,) for (N, C) inputs, (0, 2, 3) for (N, C, H, W);
     r = 1/sqrt(var + eps) and gamma broadcast against dy (shape (C,) or (1, C, 1, 1)).
     """
-    m = np.prod([dy.shape[a] for a in axes])        # values per channel: N, or N*H*W
+    m = np.prod([dy.shape[a] for a in axes])    # N, or N*H*W
     dbeta = dy.sum(axis=axes, keepdims=True)
     dgamma = (dy * xhat).sum(axis=axes, keepdims=True)
     dx = (gamma * r / m) * (m * dy - dbeta - xhat * dgamma)

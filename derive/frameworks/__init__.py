@@ -237,8 +237,11 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
                    f"{claim.min_size}..{MAX_SIZE}, float64: autograd max error "
                    f"{error_text(run.formula['max_error'])}")
         if any_operator:
+            undefined = run.operator["undefined"]
             summary += (f", {xp.operator} max error {error_text(run.operator['max_error'])} "
-                        f"({run.operator['instances']} instances)")
+                        f"({run.operator['instances']} instances"
+                        + (f"; it refuses the other {undefined}, at N = 1 or epsilon = 0"
+                           if undefined else "") + ")")
         summary += f"; tolerance {run.tolerance:.0e}"
         if checked is not None:
             summary += (f"; torch.autograd.gradcheck passes on a kernel whose backward is this "
