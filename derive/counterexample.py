@@ -16,6 +16,7 @@ import numpy as np
 import sympy as sp
 
 from .core import Claim, Counterexample
+from .deadline import checkpoint
 from .explicit import ExplicitBatch, free_indices, index_assignments, is_certainly_nonzero
 from .numeric import instantiate, variables
 
@@ -86,6 +87,7 @@ def _search_at(claim, size, choice, bases, params):
     if not all(pools):
         return None  # some variable admits none of the simple values
     for combo in _candidates(len(names), seed=size):
+        checkpoint()   # a safe point of the time budget: one per candidate
         numbers = {s: pool[c % len(pool)] for s, pool, c in zip(names, pools, combo)}
         if not all(batch.substitute(d, numbers).is_positive for d in domain):
             continue  # outside the claim's domain (a zero variance at epsilon = 0)

@@ -23,6 +23,7 @@ from sympy.polys.monomials import monomial_gcd
 
 from .calculus import Grad, Held, SampleIndex, is_reduction
 from .core import Unsupported
+from .deadline import checkpoint
 
 
 class ExplicitBatch:
@@ -73,6 +74,7 @@ class ExplicitBatch:
         key = (node, relevant, hold)
         if key in self._cache:
             return self._cache[key]
+        checkpoint()   # a safe point of the time budget: one per statistic written out
         if hold:
             value = self._statistic(node, env, False)
             sym = sp.Dummy(f"sg{len(self.definitions)}", real=True)

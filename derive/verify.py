@@ -4,28 +4,30 @@ The verdict is decided here, in one place, from what the layers found:
 
 * proved    only if every part's residual reduced to 0 under the rule table, every proof step
             passed its own re-check, and no independent layer found a failure;
-* refuted   only with an exact counterexample (``counterexample.search``);
+* refuted   only with an exact counterexample (``counterexample.search``) that an independent
+            re-check (``recheck``) confirms;
 * undecided otherwise -- including when a proof and an independent layer disagree, which
             would mean a bug, and is reported as such rather than guessed around.
+
+``check`` gathers the evidence; ``decide`` is the policy, a pure function of that evidence.
+Time budgets (``deadline.time_budget``) work in every thread and nest.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, replace
 
 import sympy as sp
 
-from . import counterexample, numeric
+from . import counterexample, deadline as _deadline, numeric, recheck
 from .calculus import BatchSum
 from .core import (
     PROVED,
     REFUTED,
     Claim,
+    Counterexample,
     DeriveError,
     Evidence,
     OutOfTime,
@@ -33,7 +35,9 @@ from .core import (
     Result,
     Step,
     Verdict,
+    error_text,
 )
+from .deadline import checkpoint, time_budget
 from .explicit import ExplicitBatch, free_indices, index_assignments
 from .rules import reduce
 from .text import text
@@ -57,33 +61,13 @@ class Settings:
     simulation: bool = True               # simulated training runs, for the claims that have one
 
 
-@contextlib.contextmanager
-def time_budget(seconds: float | None, what: str):
-    """Raise OutOfTime inside the block after ``seconds`` (main thread only; else no limit)."""
-    if seconds is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if seconds <= 0:
-        raise OutOfTime(f"no time was left for {what}")
-
-    def expire(signum, frame):
-        raise OutOfTime(f"the time budget of {seconds:.2g} s ran out during {what}")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 # -- symbolic ----------------------------------------------------------------------------------
 
 def prove_part(claim: Claim, n: int) -> PartProof:
     eq = claim.equations[n]
     sums = eq.lhs.has(BatchSum) or eq.rhs.has(BatchSum)  # then both sides meet as sums
-    lhs_steps, rhs_steps = reduce(eq.lhs, sums=sums), reduce(eq.rhs, sums=sums)
+    lhs_steps = reduce(eq.lhs, deadline=checkpoint, sums=sums)
+    rhs_steps = reduce(eq.rhs, deadline=checkpoint, sums=sums)
     lhs = lhs_steps[-1].after if lhs_steps else eq.lhs
     rhs = rhs_steps[-1].after if rhs_steps else eq.rhs
     residual = sp.factor(sp.cancel(sp.together(lhs - rhs))) if lhs != rhs else sp.S.Zero
@@ -102,14 +86,16 @@ def recheck_step(claim: Claim, step: Step, settings: Settings) -> None:
         if size < claim.min_size:
             continue
         batch = ExplicitBatch(size, claim.batch.size)
-        values = [batch.eval(step.before, env) - batch.eval(step.after, env)
-                  for env in index_assignments(indices, size)]
+        values = []
+        for env in index_assignments(indices, size):
+            checkpoint()
+            values.append(batch.eval(step.before, env) - batch.eval(step.after, env))
         if size in settings.step_identity_sizes:
-            found = [batch.decide(v, points=2, seed=size) for v in values]
+            found = [_checked(batch.decide, v, points=2, seed=size) for v in values]
             ok = False not in found
             (identity if all(found) else points).append(size)
         else:
-            ok = all(batch.zero_at_points(v, points=2, seed=size) for v in values)
+            ok = all(_checked(batch.zero_at_points, v, points=2, seed=size) for v in values)
             points.append(size)
         if not ok:
             step.ok = False
@@ -118,6 +104,12 @@ def recheck_step(claim: Claim, step: Step, settings: Settings) -> None:
     step.checks = ([f"identity at N = {', '.join(map(str, identity))}"] if identity else []) \
         + ([f"exact at random rational points at N = {', '.join(map(str, points))}"]
            if points else [])
+
+
+def _checked(test, *args, **kwargs):
+    """``test(*args)`` after a safe point (a budget that ran out stops before it)."""
+    checkpoint()
+    return test(*args, **kwargs)
 
 
 def symbolic_layer(claim: Claim, settings: Settings):
@@ -156,6 +148,7 @@ def explicit_holds(claim: Claim, size: int) -> bool | None:
     outcome: bool | None = True
     for eq in claim.equations:
         for env in index_assignments(free_indices(eq.lhs, eq.rhs), size):
+            checkpoint()
             found = batch.decide(batch.eval(eq.lhs, env) - batch.eval(eq.rhs, env))
             if found is False:
                 return False
@@ -172,10 +165,11 @@ def explicit_sizes(claim: Claim, settings: Settings) -> list[int]:
 
 def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
     """Explicit batch sizes in increasing order, as many as the time budget allows."""
-    t0 = time.perf_counter()
+    t0, clock = time.perf_counter(), _deadline.current_clock()
+    start = clock()
     good, bad, unknown, stopped = [], [], [], None
     for n in explicit_sizes(claim, settings):
-        remaining = settings.explicit_budget - (time.perf_counter() - t0)
+        remaining = settings.explicit_budget - (clock() - start)
         try:
             with time_budget(max(remaining, 1e-3), f"the explicit check at N = {n}"):
                 found = explicit_holds(claim, n)
@@ -239,7 +233,7 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
     total = count + h_count
     if not failed:
         summary = (f"{total} instances ({count} random, {h_count} Hypothesis), max error "
-                   f"{max(worst, h_worst):.1e}")
+                   f"{error_text(max(worst, h_worst))}")
     else:
         found = ([f"fails on {len(failures)} of {count} random instances"] if failures else []) \
             + ([f"Hypothesis finds a failure and shrinks it to N = {h_fail.size}"]
@@ -267,17 +261,26 @@ def _could_not_run(kind: str, err: Exception, seconds: float) -> Evidence:
 
 
 def check(claim: Claim, settings: Settings = Settings()) -> Result:
-    """Run every layer on ``claim`` and decide its verdict.
+    """Run every layer on ``claim`` and decide its verdict (``decide``).
 
     With ``settings.timeout`` the whole check is bounded: each layer gets what is left, and a
-    layer that gets nothing reports so -- the claim then ends *undecided*, never proved.
+    layer that gets nothing reports so -- the claim then ends *undecided*, never proved.  Time
+    is measured with the thread's clock (``deadline.using_clock``); a budget enclosing the call
+    bounds every layer's budget too.
     """
     t0 = time.perf_counter()
-    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+    clock = _deadline.current_clock()
+    end = None if settings.timeout is None else clock() + settings.timeout
     parts: list[PartProof] = []
 
     def left(own: float) -> float:
-        return own if deadline is None else min(own, deadline - time.monotonic())
+        own = min(own, _deadline.remaining())
+        return own if end is None else min(own, end - clock())
+
+    def monotonic_deadline() -> float | None:
+        """The deadline as a ``time.monotonic`` value, for the layers that take one."""
+        rest = left(math.inf)
+        return None if rest == math.inf else time.monotonic() + rest
 
     def symbolic_run():
         found, ev = symbolic_layer(claim, replace(settings, budget=left(settings.budget)))
@@ -292,48 +295,82 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
     symbolic = bounded("symbolic", symbolic_run)
     explicit = bounded("explicit", lambda: explicit_layer(
         claim, replace(settings, explicit_budget=left(settings.explicit_budget))))
-    num = bounded("numeric", lambda: numeric_layer(claim, settings, deadline))
-    evidence = [symbolic, explicit, num]
-    extra = corroborating_layers(claim, settings, deadline)
-    evidence += extra
-    against = [e for e in extra if e.holds is False]
-
+    num = bounded("numeric", lambda: numeric_layer(claim, settings, monotonic_deadline()))
+    extra = corroborating_layers(claim, settings, monotonic_deadline())
     thin = _too_little(claim, settings, explicit, num)
-    if symbolic.holds and explicit.holds and num.holds and against:
-        verdict = Verdict.undecided(
-            "the symbolic proof is contradicted: "
-            + "; ".join(f"{e.kind}: {e.summary}" for e in against))
-    elif symbolic.holds and explicit.holds and num.holds and not thin:
-        verdict = Verdict.proved(f"proved for every N >= {claim.min_size}")
-    elif symbolic.holds and explicit.holds and num.holds:
-        verdict = Verdict.undecided(f"the proof holds, but the independent checks are too thin "
-                                    f"to corroborate it ({thin}); allow more time")
-    elif symbolic.holds:
-        verdict = Verdict.undecided(
-            "the symbolic proof is not corroborated: "
-            + "; ".join(f"{e.kind}: {e.summary}" for e in (explicit, num) if not e.holds))
-    else:
+    cex_ev = None
+    if wants_counterexample(symbolic):
         def search():
             with time_budget(left(60.0), "the counterexample search"):
                 return _counterexample_layer(claim, settings)
         cex_ev = bounded("counterexample", search)
-        cex = cex_ev.details.pop("found", None)
-        residual = next((p.residual for p in parts if not p.proved), None)
-        if cex is not None:
-            verdict = Verdict.refuted(cex, residual,
-                                      f"fails at N = {cex.size} (smallest failing batch size)")
+    residual = next((p.residual for p in parts if not p.proved), None)
+    verdict = decide(symbolic, explicit, num, extra, thin, cex_ev, residual,
+                     min_size=claim.min_size, max_size=settings.counterexample_max_size)
+    evidence = [symbolic, explicit, num] + extra
+    if cex_ev is not None:
+        found = cex_ev.details.pop("found", None)   # the verdict carries it
+        if found is not None:
             evidence.append(cex_ev)
-        elif symbolic.holds is None or residual is None or residual == 0:
-            verdict = Verdict.undecided(symbolic.summary)
-        else:
-            verdict = Verdict.undecided(
-                f"the residual {text(residual)} does not reduce to 0 and no counterexample "
-                f"was found up to N = {settings.counterexample_max_size}", residual)
     # each layer agrees with the verdict when what it found points the same way
     for ev in evidence:
         ev.ok = ((verdict.status == PROVED and ev.holds is True)
                  or (verdict.status == REFUTED and ev.holds is False))
     return Result(claim, verdict, parts, evidence, time.perf_counter() - t0)
+
+
+def wants_counterexample(symbolic: Evidence) -> bool:
+    """``decide`` needs the counterexample search exactly when there is no symbolic proof."""
+    return not symbolic.holds
+
+
+def decide(symbolic: Evidence, explicit: Evidence, numeric: Evidence,
+           corroborating=(), thin: str = "", counterexample: Evidence | None = None,
+           residual: sp.Expr | None = None, *, min_size: int = 1, max_size: int = 6) -> Verdict:
+    """The verdict, from the evidence alone (pure: no layer is run, nothing is changed).
+
+    ``symbolic``, ``explicit``, ``numeric``: the three core layers; ``corroborating``: the
+    further layers (autograd, simulation); ``thin``: why the corroboration is too little to
+    back a proof ('' when it is enough, ``_too_little``); ``counterexample``: the search's
+    evidence (None when it did not run), with ``details["found"]`` the Counterexample and
+    ``details["rechecked"]`` True only when the independent re-check confirmed it;
+    ``residual``: the first unproved part's residual.  ``min_size``: the claim's smallest
+    batch size; ``max_size``: how far the search went.
+
+    * proved:    the symbolic proof holds, the explicit and numeric layers hold, no
+                 corroborating layer contradicts it and the corroboration is not too thin;
+    * refuted:   no symbolic proof, and a counterexample the independent re-check confirmed;
+    * undecided: everything else, with the reason.
+    """
+    core = symbolic.holds and explicit.holds and numeric.holds
+    against = [e for e in corroborating if e.holds is False]
+    if core and against:
+        return Verdict.undecided(
+            "the symbolic proof is contradicted: "
+            + "; ".join(f"{e.kind}: {e.summary}" for e in against))
+    if core and not thin:
+        return Verdict.proved(f"proved for every N >= {min_size}")
+    if core:
+        return Verdict.undecided(f"the proof holds, but the independent checks are too thin "
+                                 f"to corroborate it ({thin}); allow more time")
+    if symbolic.holds:
+        return Verdict.undecided(
+            "the symbolic proof is not corroborated: "
+            + "; ".join(f"{e.kind}: {e.summary}" for e in (explicit, numeric) if not e.holds))
+    details = counterexample.details if counterexample is not None else {}
+    cex = details.get("found")
+    if cex is not None and details.get("rechecked") is True:
+        return Verdict.refuted(cex, residual,
+                               f"fails at N = {cex.size} (smallest failing batch size)")
+    if cex is not None:
+        return Verdict.undecided(
+            f"a counterexample at N = {cex.size} was not confirmed by the independent "
+            f"re-check: {details.get('recheck', 'no re-check')}", residual)
+    if symbolic.holds is None or residual is None or residual == 0:
+        return Verdict.undecided(symbolic.summary)
+    return Verdict.undecided(
+        f"the residual {text(residual)} does not reduce to 0 and no counterexample "
+        f"was found up to N = {max_size}", residual)
 
 
 def corroborating_layers(claim: Claim, settings: Settings,
@@ -374,16 +411,31 @@ def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evide
 
 
 def _counterexample_layer(claim: Claim, settings: Settings) -> Evidence:
+    """The search, and the independent re-check of what it found (``recheck``): the
+    evidence holds False (the claim fails) only when the re-check confirms the instance."""
     t0 = time.perf_counter()
     cex = counterexample.search(claim, settings.counterexample_max_size)
     if cex is None:
         return Evidence("counterexample", False,
                         f"none found up to N = {settings.counterexample_max_size}", {},
                         time.perf_counter() - t0, holds=None)
-    return Evidence("counterexample", True,
-                    f"N = {cex.size}: residual {text(cex.residual)} (exact)",
-                    {"N": cex.size, "residual": text(cex.residual), "found": cex},
-                    time.perf_counter() - t0, holds=False)
+    checkpoint()
+    return counterexample_evidence(claim, cex, time.perf_counter() - t0)
+
+
+def counterexample_evidence(claim: Claim, cex: Counterexample, seconds: float = 0.0) -> Evidence:
+    """The evidence of a found counterexample, re-checked independently."""
+    again = recheck.confirm(claim, cex)
+    if again.confirmed:
+        summary = (f"N = {cex.size}: residual {text(cex.residual)} (exact), "
+                   f"re-checked independently")
+    else:
+        summary = (f"N = {cex.size}: residual {text(cex.residual)}, not confirmed by the "
+                   f"independent re-check ({again.reason})")
+    return Evidence("counterexample", bool(again.confirmed), summary,
+                    {"N": cex.size, "residual": text(cex.residual),
+                     "rechecked": again.confirmed, "recheck": again.reason, "found": cex},
+                    seconds, holds=False if again.confirmed else None)
 
 
 def check_all(claims, settings: Settings = Settings(), progress=None) -> list[Result]:
@@ -396,4 +448,5 @@ def check_all(claims, settings: Settings = Settings(), progress=None) -> list[Re
     return results
 
 
-__all__ = ["Settings", "check", "check_all", "prove_part", "explicit_holds"]
+__all__ = ["Settings", "check", "check_all", "decide", "prove_part", "explicit_holds",
+           "time_budget"]

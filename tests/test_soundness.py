@@ -60,7 +60,9 @@ def test_an_arbitrary_function_without_instances_is_undecided_not_a_crash():
     claim = Claim("phi.center", "centering through phi", B,
                   (Equation(B.mean(theta(x[i]) - B.mean(theta(x[i]), i), i), 0),))
     result = check(claim, FAST)
-    assert result.evidence[2].holds is None and result.verdict.status != "refuted"
+    assert (result.evidence[2].kind, result.evidence[2].holds) == ("numeric", None)
+    assert result.verdict.status == "undecided"
+    assert "numeric: could not run" in result.verdict.reason
 
 
 def test_too_little_corroboration_within_a_time_budget_is_not_a_proof(monkeypatch):
