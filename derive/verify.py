@@ -235,10 +235,12 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         summary = (f"{total} instances ({count} random, {h_count} Hypothesis), max error "
                    f"{error_text(max(worst, h_worst))}")
     else:
-        found = ([f"fails on {len(failures)} of {count} random instances"] if failures else []) \
-            + ([f"Hypothesis finds a failure and shrinks it to N = {h_fail.size}"]
-               if h_fail else [])
-        summary = "; ".join(found)
+        # the same totals as the log's row (random and Hypothesis together), so that every
+        # count printed anywhere agrees
+        bad = len(failures) + (h_fail is not None)
+        summary = (f"fails on {bad} of {total} instances ({len(failures)} of {count} random"
+                   + (f"; Hypothesis shrinks its failure to N = {h_fail.size}" if h_fail else
+                      "") + ")")
     return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0,
                     holds=not failed)
 

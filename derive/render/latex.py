@@ -533,7 +533,8 @@ def log_appendix(results, settings, timings: bool = False) -> list[str]:
              r"\emph{counterexample}: an exact search from the smallest "
              rf"batch size up to $N = {settings.counterexample_max_size}$. "
              rf"The symbolic proof of each claim ran under a time budget of "
-             rf"{settings.budget:g}\,s.",
+             rf"{settings.budget:g}\,s. \emph{{agrees}}: the layer points the same way as "
+             r"the verdict -- for a refuted claim, its failures are what refutes it.",
              # a longtable breaks across pages: a tabular would run off the first one
              rf"{{\small\setlength{{\tabcolsep}}{{4pt}}\begin{{longtable}}{{@{{}}{cols}@{{}}}}",
              r"\toprule",
