@@ -15,6 +15,7 @@ Time budgets (``deadline.time_budget``) work in every thread and nest.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, replace
@@ -80,17 +81,27 @@ def recheck_step(claim: Claim, step: Step, settings: Settings) -> None:
     As an identity at the smallest batch sizes, and exactly at random rational points at
     larger ones; a step that fails or cannot be confirmed invalidates the proof.
     """
-    indices = free_indices(step.before, step.after)
+    step.ok, checks = _recheck(step.before, step.after, claim.min_size, claim.batch.size,
+                               settings.step_identity_sizes, settings.step_point_sizes)
+    step.checks = list(checks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _recheck(before, after, min_size, size_symbol, identity_sizes, point_sizes):
+    """(ok, checks) of one step: a pure function of its arguments, so a step that recurs (one
+    in six does, across the parts and claims of a report) is re-checked once.  A budget that
+    runs out raises, and nothing is remembered."""
+    indices = free_indices(before, after)
     identity, points = [], []
-    for size in settings.step_identity_sizes + settings.step_point_sizes:
-        if size < claim.min_size:
+    for size in identity_sizes + point_sizes:
+        if size < min_size:
             continue
-        batch = ExplicitBatch(size, claim.batch.size)
+        batch = ExplicitBatch(size, size_symbol)
         values = []
         for env in index_assignments(indices, size):
             checkpoint()
-            values.append(batch.eval(step.before, env) - batch.eval(step.after, env))
-        if size in settings.step_identity_sizes:
+            values.append(batch.eval(before, env) - batch.eval(after, env))
+        if size in identity_sizes:
             found = [_checked(batch.decide, v, points=2, seed=size) for v in values]
             ok = False not in found
             (identity if all(found) else points).append(size)
@@ -98,12 +109,10 @@ def recheck_step(claim: Claim, step: Step, settings: Settings) -> None:
             ok = all(_checked(batch.zero_at_points, v, points=2, seed=size) for v in values)
             points.append(size)
         if not ok:
-            step.ok = False
-            step.checks = [f"fails at N = {size}"]
-            return
-    step.checks = ([f"identity at N = {', '.join(map(str, identity))}"] if identity else []) \
-        + ([f"exact at random rational points at N = {', '.join(map(str, points))}"]
-           if points else [])
+            return False, (f"fails at N = {size}",)
+    return True, tuple(([f"identity at N = {', '.join(map(str, identity))}"] if identity else [])
+                       + ([f"exact at random rational points at N = "
+                           f"{', '.join(map(str, points))}"] if points else []))
 
 
 def _checked(test, *args, **kwargs):
