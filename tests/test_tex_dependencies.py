@@ -85,11 +85,12 @@ def recorded_inputs(tex: Path, tmp: Path) -> list[str]:
         shutil.copy(fig, work)
     proc = subprocess.run(["pdflatex", "-recorder", "-interaction=nonstopmode",
                            "-halt-on-error", "-no-shell-escape", tex.name], cwd=work,
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, errors="replace",
+                          stdin=subprocess.DEVNULL)
     errors = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
     assert proc.returncode == 0, f"{tex.name} does not compile: {errors[:1]}"
     files = set()
-    for line in (work / f"{tex.stem}.fls").read_text().splitlines():
+    for line in (work / f"{tex.stem}.fls").read_text(errors="replace").splitlines():
         if line.startswith("INPUT "):
             path = line[len("INPUT "):]
             if os.path.isabs(path) and not path.startswith(str(work)):

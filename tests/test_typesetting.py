@@ -37,7 +37,8 @@ def built(tmp_path_factory):
         for _ in range(2):
             proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
                                    "-no-shell-escape", f"{stem}.tex"], cwd=work,
-                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                                  capture_output=True, text=True, errors="replace",
+                                  stdin=subprocess.DEVNULL)
             assert proc.returncode == 0, proc.stdout[-1500:]
         text = subprocess.run(["pdftotext", "-layout", f"{stem}.pdf", "-"], cwd=work,
                               capture_output=True, text=True).stdout

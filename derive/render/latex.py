@@ -170,7 +170,8 @@ def equation_tex(eq) -> str:
 # Only packages of texlive-latex-base and -recommended: a fresh Debian gets exactly what
 # bootstrap's apt list pulls in (tests/test_tex_dependencies.py checks every file a build
 # reads).  The default OT1 Computer Modern needs no font package; the text characters OT1
-# lacks (< > |) are escaped, and non-ASCII text goes through _UNICODE.
+# lacks (< > |) are set as mathematics (\textless would need the bitmap TS1 fonts of a package
+# bootstrap does not install), and non-ASCII text goes through _UNICODE.
 PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.3cm]{geometry}
 \usepackage{amsmath,amssymb,amsthm}
@@ -218,8 +219,7 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-            "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-            "|": r"\textbar{}"}
+            "^": r"\textasciicircum{}", "<": "$<$", ">": "$>$", "|": r"$|$"}
 _UNICODE = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "δ": r"$\delta$",
             "Δ": r"$\Delta$", "ε": r"$\varepsilon$", "η": r"$\eta$", "θ": r"$\theta$",
             "μ": r"$\mu$", "σ": r"$\sigma$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
