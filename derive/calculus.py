@@ -19,7 +19,10 @@ reduction as an atom.
 
 from __future__ import annotations
 
+import copyreg
+
 import sympy as sp
+from sympy.core.function import FunctionClass
 
 __all__ = [
     "Batch", "SampleIndex", "Mean", "BatchSum", "Held", "Grad", "activation", "held", "release",
@@ -27,8 +30,9 @@ __all__ = [
 ]
 
 # Canonical bound indices, one per nesting depth.  They are Dummies with fixed dummy_index so
-# they never collide with a user's symbols and print and sort the same in every run.
-_BOUND_NAMES = ("j", "l", "p", "q", "r")
+# they never collide with a user's symbols and print and sort the same in every run.  No "l":
+# it would read as the layer l or the loss l beside them.
+_BOUND_NAMES = ("j", "p", "q", "r", "v")
 BOUND_INDICES = tuple(sp.Dummy(n, integer=True, positive=True, dummy_index=900 + k)
                       for k, n in enumerate(_BOUND_NAMES))
 
@@ -38,6 +42,9 @@ class SampleIndex(sp.Symbol):
 
     def __new__(cls, name: str):
         return sp.Symbol.__new__(cls, name, integer=True, positive=True)
+
+    def __getnewargs_ex__(self):   # pickling: the assumptions are the class's own
+        return ((self.name,), {})
 
 
 def _depth(expr: sp.Basic) -> int:
@@ -193,23 +200,41 @@ def release(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, Held), lambda e: e.args[0])
 
 
+class ActivationClass(FunctionClass):
+    """The metaclass of ``activation`` functions: SymPy's, plus pickling (``_reduce``)."""
+
+
 def activation(name: str, latex: str | None = None):
     """An arbitrary differentiable scalar function theta, with derivative theta'.
 
     The derivative is a named function of its own (not a ``Subs``/``Derivative`` with dummy
-    variables) so that proofs print the same way in every run.
+    variables) so that proofs print the same way in every run.  Each call makes a new function
+    (two calls with one name are two functions); a pickled one is rebuilt by name on loading,
+    once per pickle, with its derivative (claims and results go to worker processes).
     """
     latex = latex or name
     # classes of their own (sp.Function(name) would return a class shared by name)
-    prime = type(name + "'", (sp.Function,), {"is_real": True, "_latex_name": latex + "'",
-                                              "arbitrary": True})
+    prime = ActivationClass(name + "'", (sp.Function,), {
+        "is_real": True, "_latex_name": latex + "'", "arbitrary": True})
 
     def fdiff(self, argindex=1):
         return prime(self.args[0])
 
-    cls = type(name, (sp.Function,), {"fdiff": fdiff, "is_real": True, "arbitrary": True,
-                                      "_latex_name": latex, "derivative": prime})
+    cls = ActivationClass(name, (sp.Function,), {
+        "fdiff": fdiff, "is_real": True, "arbitrary": True, "_latex_name": latex,
+        "derivative": prime, "_activation": (name, latex)})
+    prime._primitive = cls
     return cls
+
+
+def _reduce(cls):
+    """Pickle an activation by name: the function rebuilt, or the rebuilt one's derivative."""
+    if "_primitive" in vars(cls):
+        return getattr, (cls._primitive, "derivative")
+    return activation, cls._activation
+
+
+copyreg.pickle(ActivationClass, _reduce)
 
 
 class Batch:
@@ -227,6 +252,14 @@ class Batch:
             raise ValueError("the batch size must be a name such as 'N' (a symbol), so that "
                              "claims hold for every batch size")
         self.size = size
+
+    # a batch is its size: equal sizes, equal batches (a claim sent to a worker process and
+    # back equals the original)
+    def __eq__(self, other):
+        return isinstance(other, Batch) and other.size == self.size
+
+    def __hash__(self):
+        return hash((Batch, self.size))
 
     def samples(self, name: str, latex: str | None = None, **assumptions) -> sp.IndexedBase:
         """Per-sample real values name[i]; assumptions such as positive=True apply to each."""

@@ -99,6 +99,20 @@ def _frameworks(text: str) -> tuple[str, ...]:
 
 FRAMEWORKS_HELP = ("autograd evidence layers to run where installed: a comma-separated subset "
                    "of torch,jax, or none (default: torch,jax)")
+JOBS_HELP = ("check this many claims at once, each in a worker process (default: every core, "
+             "{cores} here; 1 checks them one by one in this process); the output is the same "
+             "byte for byte")
+FRESH_HELP = ("check every claim again, ignoring the cache of verified results (and replace "
+              "what it holds); by default a claim checked before -- the same statement, "
+              "settings, derive source and library versions -- is taken from the cache in "
+              "$DERIVE_CACHE, else $XDG_CACHE_HOME/derive or ~/.cache/derive")
+
+
+def _add_speed_options(parser) -> None:
+    """--jobs and --fresh, shared by report, list and check."""
+    parser.add_argument("--jobs", type=_whole(1, "--jobs"), default=None, metavar="N",
+                        help=JOBS_HELP.format(cores=os.cpu_count() or 1))
+    parser.add_argument("--fresh", action="store_true", help=FRESH_HELP)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,7 +129,10 @@ def _parser() -> argparse.ArgumentParser:
                        description="Check every claim and write one report per topic: "
                                    "centering ([BN] §2) and batchnorm ([BN] §3, Algorithms 1-2, "
                                    "§3.3), as reports/TOPIC.{tex,pdf,json}. Without a TeX "
-                                   "engine the .tex and .json are still written.")
+                                   "engine the .tex and .json are still written. Claims are "
+                                   "checked in parallel (--jobs), and a claim checked before "
+                                   "is taken from the cache (--fresh: check all again); a PDF "
+                                   "whose .tex did not change is not rebuilt.")
     r.add_argument("--topic", choices=("all",) + tuple(TOPICS), default="all",
                    help="which report to write (default: all)")
     r.add_argument("--out", type=_out_dir, default="reports", metavar="DIR",
@@ -129,11 +146,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"), metavar="LIST",
                    help=FRAMEWORKS_HELP)
     r.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_speed_options(r)
     chk = sub.add_parser(
         "check", help="check the claims of your own Python file(s)",
         description="Run each FILE.py (only the files named), collect every Claim bound to a "
                     "top-level name (or in a top-level list or tuple), check each with every evidence "
-                    "layer and print one line per claim. Exit status: 0 when every claim is "
+                    "layer and print one line per claim, in file order. Claims are checked in "
+                    "parallel (--jobs), and a claim checked before is taken from the cache "
+                    "(--fresh: check all again). Exit status: 0 when every claim is "
                     "proved, 1 when any is refuted or undecided, 2 for a usage error.")
     chk.add_argument("files", nargs="+", type=Path, metavar="FILE.py")
     chk.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
@@ -144,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="formats for --report: comma-separated subset of tex,pdf,json,md")
     chk.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"),
                      metavar="LIST", help=FRAMEWORKS_HELP)
+    _add_speed_options(chk)
     sim = sub.add_parser(
         "simulate", help="train a small model and compare it with the proved closed forms",
         description="Train a small model by gradient descent on a fixed, seeded synthetic "
@@ -167,40 +188,85 @@ def _parser() -> argparse.ArgumentParser:
                      help="write the figures to DIR")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     lst = sub.add_parser("list", help="check every claim and print a table of verdicts",
-                         description="Check every built-in claim and print id, verdict, "
-                                     "the catalog's expected verdict and the evidence.")
+                         description="Check every built-in claim (with its report's "
+                                     "settings) and print id, verdict, the catalog's expected "
+                                     "verdict and the evidence. Claims "
+                                     "checked before (by list or report) are answered from the "
+                                     "cache; only those "
+                                     "missing or stale there are checked (in parallel, "
+                                     "--jobs), and stderr says how many came from the cache "
+                                     "(--fresh: check all again).")
     lst.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"),
                      metavar="LIST", help=FRAMEWORKS_HELP)
     lst.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_speed_options(lst)
     return p
 
 
-def _progress(quiet: bool):
+def _progress(quiet: bool, cache=None, topics=None):
+    """Progress lines on stderr, in the claim order.  ``topics``: [(name, count)] to head
+    each topic's lines with its name and count them within it."""
     if quiet:
         return None
+    starts = {}
+    begin = 0
+    for name, count in topics or ():
+        starts[begin + 1] = (name, begin, count)
+        begin += count
+    current = [0, None]
 
     def report(n, total, result):
+        if n in starts:
+            name, current[0], current[1] = starts[n]
+            print(f"{name}:", file=sys.stderr, flush=True)
+        shown, of = (n - current[0], current[1]) if topics else (n, total)
         agree = sum(e.ok for e in result.evidence)
-        print(f"[{n}/{total}] {result.id:<36} {result.verdict.status:<9} "
-              f"({agree}/{len(result.evidence)} layers agree, {result.seconds:.2f} s)",
+        cached = ", from the cache" if cache is not None and cache.served(result) else ""
+        print(f"[{shown}/{of}] {result.id:<36} {result.verdict.status:<9} "
+              f"({agree}/{len(result.evidence)} layers agree, {result.seconds:.2f} s{cached})",
               file=sys.stderr, flush=True)
     return report
+
+
+def _cache(args):
+    """The cache of verified results, or None.  Under a test runner (pytest) without
+    $DERIVE_CACHE, None: a test suite never reads or writes the user's cache."""
+    from .cache import Cache
+    if os.environ.get("PYTEST_CURRENT_TEST") and not os.environ.get("DERIVE_CACHE"):
+        return None
+    return Cache(fresh=args.fresh)
+
+
+def _jobs(args) -> int:
+    from .runner import default_jobs
+    return args.jobs or default_jobs()
+
+
+def _announce(quiet: bool = False):
+    """The one line saying how many claims the cache answered."""
+    def say(cached, total):
+        if not quiet:
+            print(f"{cached} of {total} claims from the cache", file=sys.stderr, flush=True)
+    return say
 
 
 def cmd_report(args) -> int:
     from dataclasses import replace
 
-    from .report import build
+    from .report import build_many
     from .verify import Settings
     t0 = time.perf_counter()
+    topics = list(TOPICS) if args.topic == "all" else [args.topic]
+    settings = {topic: replace(getattr(TOPICS[topic], "SETTINGS", Settings()),
+                               frameworks=args.frameworks) for topic in topics}
+    cache = _cache(args)
+    progress = _progress(args.quiet, cache,
+                         [(topic, len(TOPICS[topic].claims())) for topic in topics])
+    built = build_many(topics, args.out, args.format, settings, progress=progress,
+                       timings=args.timings, jobs=_jobs(args), cache=cache,
+                       announce=_announce(args.quiet or cache is None))
     results, written, warnings = [], [], []
-    for topic in TOPICS if args.topic == "all" else (args.topic,):
-        if not args.quiet:
-            print(f"{topic}:", file=sys.stderr, flush=True)
-        settings = replace(getattr(TOPICS[topic], "SETTINGS", Settings()),
-                           frameworks=args.frameworks)
-        found, files, warn = build(topic, args.out, args.format, settings,
-                                   progress=_progress(args.quiet), timings=args.timings)
+    for _, found, files, warn in built:
         results += found
         written += files
         warnings += [w for w in warn if w not in warnings]
@@ -264,20 +330,26 @@ def _value(x):
 def cmd_check(args) -> int:
     from .collect import load_all
     from .report import file_story, write_results
-    from .verify import Settings, check
+    from .runner import check_many
+    from .verify import Settings
     loaded = load_all(args.files)  # every file is loaded before anything is checked
     settings = Settings(timeout=args.timeout, explicit_budget=5.0, frameworks=args.frameworks)
-    statuses, warnings = [], []
-    for path, claims in loaded:
-        results = []
-        for claim in claims:
-            result = check(claim, settings)
-            results.append(result)
-            statuses.append(result.verdict.status)
-            print("\n".join(_claim_lines(result)), flush=True)
+    cache = _cache(args)
+    claims = [c for _, found in loaded for c in found]
+
+    def show(n, total, result):   # each claim's lines in file order, as its turn comes
+        print("\n".join(_claim_lines(result)), flush=True)
+
+    results = check_many(claims, settings, _jobs(args), show, cache,
+                         _announce(cache is None))
+    statuses = [r.verdict.status for r in results]
+    warnings, start = [], 0
+    for path, found in loaded:
+        mine = results[start:start + len(found)]
+        start += len(found)
         if args.report is not None:
-            written, warn = write_results(file_story(path, claims), results, args.report,
-                                          args.format, settings)
+            written, warn = write_results(file_story(path, found), mine, args.report,
+                                          args.format, settings, cache=cache)
             warnings += warn
             for w in written:
                 print(f"wrote {w}")
@@ -340,10 +412,21 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .claims import all_claims
-    from .verify import Settings, check_all
-    results = check_all(all_claims(), Settings(frameworks=args.frameworks),
-                        progress=_progress(args.quiet))
+    from dataclasses import replace
+
+    from .runner import check_many
+    from .verify import Settings
+    cache = _cache(args)
+    # each topic's claims with the topic's settings, as `report` checks them: the two commands
+    # share their cache entries
+    claims, settings = [], []
+    for topic in TOPICS.values():
+        found = topic.claims()
+        claims += found
+        settings += [replace(getattr(topic, "SETTINGS", Settings()),
+                             frameworks=args.frameworks)] * len(found)
+    results = check_many(claims, settings, _jobs(args), _progress(args.quiet, cache), cache,
+                         _announce(args.quiet or cache is None))
     rows = [("claim", "verdict", "expected", "evidence")]
     for r in results:
         rows.append((r.id, r.verdict.status, r.claim.expected or "-",

@@ -13,7 +13,7 @@ from .claims import TOPICS
 from .core import DeriveError
 from .render import certificate, latex, markdown
 from .story import Section, Story
-from .verify import Settings, check_all
+from .verify import Settings
 
 FORMATS = ("tex", "pdf", "json", "md")
 DEFAULT_FORMATS = ("tex", "pdf", "json")
@@ -50,14 +50,45 @@ def write_atomically(files: dict[Path, bytes]) -> None:
         os.replace(tmp, path)
 
 
-def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = Settings(),
-          progress=None, timings: bool = False):
-    """Check a built-in topic's claims and write its report."""
-    module = TOPICS[topic]
+def topic_settings(topic: str, settings: Settings = Settings()) -> Settings:
+    """The settings a topic is checked with: its own (``SETTINGS``) for the defaults."""
     if settings == Settings():  # a topic may need more time than the defaults allow
-        settings = getattr(module, "SETTINGS", settings)
-    return write_report(module.story(), module.claims(), out, formats, settings, progress,
-                        timings)
+        settings = getattr(TOPICS[topic], "SETTINGS", settings)
+    return settings
+
+
+def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = Settings(),
+          progress=None, timings: bool = False, jobs: int = 1, cache=None):
+    """Check a built-in topic's claims and write its report.
+
+    ``jobs``: worker processes (``runner.check_many``; 1 checks in this process);
+    ``cache``: a ``cache.Cache`` to read and store results and the PDF (None: no cache)."""
+    module = TOPICS[topic]
+    return write_report(module.story(), module.claims(), out, formats,
+                        topic_settings(topic, settings), progress, timings, jobs, cache)
+
+
+def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progress=None,
+               timings: bool = False, jobs: int = 1, cache=None, announce=None):
+    """Check the claims of several topics together (so that the workers never wait for a
+    topic to finish), then write each topic's report.  ``settings``: {topic: Settings},
+    default each topic's own.  ``progress(n, total, result)`` counts over all the claims.
+    Returns [(topic, results, written, warnings)], in the order of ``topics``."""
+    from .runner import check_many
+    out = prepare_out_dir(out)
+    settings = settings or {}
+    plan = [(t, TOPICS[t].claims(), settings.get(t) or topic_settings(t)) for t in topics]
+    claims = [c for _, found, _ in plan for c in found]
+    per_claim = [s for _, found, s in plan for _ in found]
+    results = check_many(claims, per_claim, jobs, progress, cache, announce)
+    built, start = [], 0
+    for topic, found, topic_set in plan:
+        mine = results[start:start + len(found)]
+        start += len(found)
+        written, warnings = write_results(TOPICS[topic].story(), mine, out, formats,
+                                          topic_set, timings, cache)
+        built.append((topic, mine, written, warnings))
+    return built
 
 
 def file_story(path: Path, claims) -> Story:
@@ -73,49 +104,102 @@ def file_story(path: Path, claims) -> Story:
         sections=(Section("Claims", "", tuple(c.id for c in claims)),))
 
 
-def _figure_files(story: Story) -> dict[str, bytes]:
-    """{'NAME.pdf': bytes} of every figure the story places (deterministic bytes)."""
-    names = [name for section in story.sections for name, _, _ in section.figures]
+def _figure_files(story: Story, cache=None) -> dict[str, bytes]:
+    """{'NAME.pdf': bytes} of every figure the story places (deterministic bytes); with
+    ``cache``, from it when the same source, versions, matplotlib settings and fonts drew
+    them before."""
+    names = [name for section in story.opening + story.sections
+             for name, _, _ in section.figures]
     if not names:
         return {}
     from . import figures  # matplotlib: imported only for a story that has figures
-    return figures.report_files(names)
+    if cache is None:
+        return figures.report_files(names)
+    from .cache import figures_key
+    try:
+        key = figures_key(names)
+    except Exception:  # noqa: BLE001 -- a matplotlib that cannot be keyed: draw them
+        return figures.report_files(names)
+    found = cache.get_files("figures", key)
+    if found is not None and sorted(found) == sorted(f"{n}.pdf" for n in names) \
+            and all(data.startswith(b"%PDF-") for data in found.values()):
+        return found
+    found = figures.report_files(names)
+    cache.put_files("figures", key, found)
+    return found
 
 
 def write_report(story: Story, claims, out: Path, formats=DEFAULT_FORMATS,
-                 settings: Settings = Settings(), progress=None, timings: bool = False):
-    """Check ``claims`` and write ``story``'s report.  Returns (results, written, warnings)."""
+                 settings: Settings = Settings(), progress=None, timings: bool = False,
+                 jobs: int = 1, cache=None):
+    """Check ``claims`` and write ``story``'s report.  Returns (results, written, warnings).
+
+    ``jobs`` and ``cache`` as for ``runner.check_many``: the bytes written are the same."""
+    from .runner import check_many
     out = prepare_out_dir(out)
-    results = check_all(claims, settings, progress)
-    return results, *write_results(story, results, out, formats, settings, timings)
+    results = check_many(claims, settings, jobs, progress, cache)
+    return results, *write_results(story, results, out, formats, settings, timings, cache)
 
 
-def write_results(story: Story, results, out: Path, formats, settings, timings=False):
-    """Render checked results in every requested format; all files are written or none."""
+def write_results(story: Story, results, out: Path, formats, settings, timings=False,
+                  cache=None):
+    """Render checked results in every requested format; all files are written or none.
+
+    With ``cache``, documents whose results, story and settings are unchanged are not
+    rendered again, and a PDF whose LaTeX source and figures are unchanged is not built
+    again (``cache.documents_key``, ``cache.pdf_key``)."""
     try:
         version = metadata.version("derive")
     except metadata.PackageNotFoundError:
         version = "(source tree)"
     story = replace(story, version=version)
-    tex_source = latex.document(story, results, settings, timings)
+    documents = _documents(story, results, formats, settings, timings, cache)
+    tex_source = documents[".tex"].decode()
     files: dict[Path, bytes] = {}
     warnings: list[str] = []
-    figures = _figure_files(story) if {"tex", "pdf"} & set(formats) else {}
+    figures = _figure_files(story, cache) if {"tex", "pdf"} & set(formats) else {}
     # the .tex includes them by name: they are written beside it, with the report's files
     files.update({out / name: data for name, data in figures.items()})
-    if "tex" in formats:
-        files[out / f"{story.name}.tex"] = tex_source.encode()
-    if "json" in formats:
-        files[out / f"{story.name}.json"] = certificate.certificate(
-            story, results, settings, timings).encode()
-        files[out / f"{story.name}.timings.json"] = certificate.timings(results).encode()
-    if "md" in formats:
-        files[out / f"{story.name}.md"] = markdown.document(story, results).encode()
+    for suffix, data in documents.items():
+        if suffix.rsplit(".", 1)[-1] in formats:   # ".timings.json" goes with the .json
+            files[out / f"{story.name}{suffix}"] = data
     if "pdf" in formats:
         try:
-            files[out / f"{story.name}.pdf"] = pdf.build_pdf(tex_source, story.name,
-                                                             files=figures)
+            files[out / f"{story.name}.pdf"] = _pdf(tex_source, story.name, figures, cache)
         except pdf.PdfUnavailable as err:
             warnings.append(str(err))
     write_atomically(files)
     return sorted(files), warnings
+
+
+def _documents(story: Story, results, formats, settings, timings, cache=None):
+    """{suffix: bytes} of the rendered documents: ".tex" always (the PDF is built from it),
+    ".json" and ".timings.json", ".md" on request.  With ``cache``, taken from it when the
+    same results (by their stored bytes), story, settings and renderer rendered them before."""
+    key = cache.documents_key(story, results, formats, settings, timings) if cache else None
+    documents = cache.get_documents(key) if key else None
+    if documents is not None and ".tex" in documents:
+        return documents
+    documents = {".tex": latex.document(story, results, settings, timings).encode()}
+    if "json" in formats:
+        documents[".json"] = certificate.certificate(story, results, settings, timings).encode()
+        documents[".timings.json"] = certificate.timings(results).encode()
+    if "md" in formats:
+        documents[".md"] = markdown.document(story, results).encode()
+    if key:
+        cache.put_documents(key, documents)
+    return documents
+
+
+def _pdf(tex_source: str, stem: str, figures: dict[str, bytes], cache=None) -> bytes:
+    """The PDF of ``tex_source``: from ``cache`` when this source, these figures and these
+    TeX tools built it before, else built (and stored)."""
+    if cache is None:
+        return pdf.build_pdf(tex_source, stem, files=figures)
+    from .cache import pdf_key
+    key = pdf_key(tex_source, figures)
+    data = cache.get_pdf(key)
+    if data is None:
+        data = pdf.build_pdf(tex_source, stem, files=figures)
+        cache.put_pdf(key, data)
+    return data

@@ -11,6 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every command here reads and writes a cache of its own, never the user's."""
+    monkeypatch.setenv("DERIVE_CACHE", str(tmp_path / "derive-cache"))
+    return tmp_path / "derive-cache"
+
+
 def run(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "derive", *args], capture_output=True,
                           text=True, cwd=cwd or ROOT, timeout=300)
@@ -33,6 +40,9 @@ BAD = [
     (("report", "--format", "tex,docx"), "unknown format 'docx'"),
     (("report", "--format", ""), "unknown format"),
     (("list", "--nope"), "unrecognized arguments"),
+    (("report", "--jobs", "0"), "--jobs must be at least 1"),
+    (("list", "--jobs", "two"), "'two' is not a whole number"),
+    (("check", "examples/rmsnorm_shift.py", "--jobs", "-1"), "--jobs must be at least 1"),
 ]
 
 
@@ -63,3 +73,63 @@ def test_list_prints_every_claim_with_its_verdict():
     lines = proc.stdout.splitlines()
     rows = {ln.split()[0]: ln.split()[1] for ln in lines[1:]}
     assert proc.returncode == 0 and rows == {c.id: c.expected for c in all_claims()}
+
+
+@pytest.mark.parametrize("command", ["report", "list", "check"])
+def test_help_names_jobs_and_fresh(command):
+    out = run(command, "--help").stdout
+    assert "--jobs N" in out and "--fresh" in out and "cache" in out
+
+
+def _fake_check(calls):
+    """verify.check, instantly: a proved result with one layer (the CLI's plumbing only)."""
+    from derive.core import Evidence, Result, Verdict
+
+    def check(claim, settings):
+        calls.append(claim.id)
+        return Result(claim, Verdict.proved("fake"), [],
+                      [Evidence("symbolic", True, "fake", {"steps": 1}, 0.25, holds=True)], 0.5)
+    return check
+
+
+def test_list_answers_from_the_cache_and_says_so(monkeypatch, capsys, private_cache):
+    from derive import cli, verify
+    from derive.claims import all_claims
+    calls = []
+    monkeypatch.setattr(verify, "check", _fake_check(calls))
+    total = len(all_claims())
+    cli.main(["list", "--jobs", "1"])
+    assert f"0 of {total} claims from the cache" in capsys.readouterr().err
+    first = len(calls)
+    entries = sorted((private_cache / "results").iterdir())
+    entries[0].unlink()                      # one claim's entry is gone: only it is checked
+    cli.main(["list", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert f"{total - 1} of {total} claims from the cache" in err
+    assert err.count("from the cache)") == total - 1     # the progress lines say which
+    assert (first, len(calls)) == (total, total + 1)
+    cli.main(["list", "--jobs", "1", "--fresh"])
+    assert f"0 of {total} claims from the cache" in capsys.readouterr().err
+    assert len(calls) == 2 * total + 1
+    cli.main(["list", "--jobs", "1", "--quiet"])
+    assert capsys.readouterr().err == "" and len(calls) == 2 * total + 1
+
+
+def test_check_reads_the_cache_and_fresh_checks_again(private_cache):
+    example = "examples/rmsnorm_shift.py"
+    first = run("check", example, "--frameworks", "none")
+    second = run("check", example, "--frameworks", "none")
+    fresh = run("check", example, "--frameworks", "none", "--fresh")
+    assert [p.stderr for p in (first, second, fresh)] == [
+        "0 of 2 claims from the cache\n", "2 of 2 claims from the cache\n",
+        "0 of 2 claims from the cache\n"]
+    assert first.stdout == second.stdout       # the same lines, the original times included
+    assert first.returncode == second.returncode == fresh.returncode == 1
+    assert len(list((private_cache / "results").iterdir())) == 2
+
+
+def test_without_derive_cache_a_test_run_leaves_the_users_cache_alone(tmp_path, monkeypatch):
+    monkeypatch.delenv("DERIVE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    proc = run("check", "examples/rmsnorm_shift.py", "--frameworks", "none", "--jobs", "1")
+    assert proc.returncode == 1 and not (tmp_path / "xdg").exists()

@@ -1,0 +1,156 @@
+"""Check many claims: from the cache where it holds them, the rest in worker processes.
+
+Claims are independent, so ``check_many`` checks them in parallel, ``jobs`` at a time, each in
+a worker process running ``verify.check``.  What it returns, and what is rendered from it, is
+the same byte for byte as a serial run: a worker's result is pickled relative to its claim
+(``cache.dumps_result``) and bound again to the caller's own claim, and ``progress`` is called
+in the claim order, as each claim's turn comes (a claim that finishes early waits for the ones
+before it).
+
+Workers are started by the "forkserver" method: a clean server process imports ``derive``
+once and forks each worker from it, so no worker inherits the threads of an imported torch or
+JAX (fork is unsafe then) and none pays the import of SymPy again.  A claim that cannot be
+sent to a worker (it does not pickle), or whose worker fails, is checked in this process, at
+its turn.  ``jobs=1`` checks everything here, in order, as ``verify.check_all`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from . import verify
+from .cache import Cache, dumps_result, loads_result
+
+PRELOAD = ["derive.verify", "derive.cache"]   # imported once by the fork server
+
+
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | None = None,
+               announce=None) -> list:
+    """``[verify.check(c, s) for c in claims]``, from ``cache`` where it holds a result, the
+    rest in ``jobs`` worker processes.
+
+    ``settings``: one ``Settings`` for every claim, or a sequence of one per claim.
+    ``progress(n, total, result)`` is called in the claim order.  ``announce(cached, total)``
+    is called once, after the cache was read and before anything is checked.  Every result
+    checked here is stored in ``cache`` (``Cache.put`` decides what is kept).
+    """
+    claims = list(claims)
+    per_claim = (list(settings) if isinstance(settings, (list, tuple))
+                 else [settings] * len(claims))
+    if len(per_claim) != len(claims):
+        raise ValueError("one Settings per claim, or one for all")
+    keys = [cache.key(c, s) if cache is not None else None for c, s in zip(claims, per_claim)]
+    results: list = [cache.get(c, s, k) if k is not None else None
+                     for c, s, k in zip(claims, per_claim, keys)]
+    if announce is not None:
+        announce(sum(r is not None for r in results), len(claims))
+    todo = [n for n, r in enumerate(results) if r is None]
+    futures: dict[int, Future] = {}
+    with _workers(min(jobs, len(todo))) as pool:
+        if pool is not None:
+            for n in todo:
+                try:   # pickled here, so that a claim that cannot be sent stays here
+                    task = pickle.dumps((claims[n], per_claim[n]),
+                                        protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:  # noqa: BLE001
+                    continue
+                futures[n] = pool.submit(_check_in_worker, task)
+        for n, claim in enumerate(claims):
+            payload = None
+            if results[n] is None:
+                results[n], payload = _outcome(futures.get(n), claim, per_claim[n])
+                if cache is not None and keys[n] is not None:
+                    cache.put(claim, per_claim[n], results[n], payload, keys[n])
+            if progress:
+                progress(n + 1, len(claims), results[n])
+    return results
+
+
+def _outcome(future: Future | None, claim, settings):
+    """(result, its pickle or None): from the worker, or checked here when it could not be."""
+    if future is not None:
+        try:
+            payload = future.result()
+            return loads_result(payload, claim), payload
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BrokenProcessPool:
+            pass   # a worker died (out of memory, killed): check the claim here
+        except Exception:  # noqa: BLE001 -- it did not travel; the check itself is redone here
+            pass
+    return verify.check(claim, settings), None
+
+
+def _check_in_worker(task: bytes) -> bytes:
+    claim, settings = pickle.loads(task)
+    return dumps_result(verify.check(claim, settings))
+
+
+def _start_worker(environment: dict[str, str], parent: int):
+    """A worker leaves Ctrl-C to the parent, which stops it; sees the parent's environment
+    as it is now (the fork server keeps the one it started with); and ends when the parent
+    is gone (killed, so that it could not stop it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(environment)
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+
+
+def _end_with(parent: int, every: float = 1.0):
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except OSError:
+            pass
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _workers(jobs: int):
+    """A pool of ``jobs`` workers, or None for ``jobs <= 1``; stopped on leaving, at once
+    when leaving by an exception (Ctrl-C): pending claims are cancelled, workers ended."""
+    if jobs <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                               initargs=(dict(os.environ), os.getpid()))
+    # SIGTERM, like Ctrl-C, stops the workers before this process ends
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+    try:
+        yield pool
+    except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+__all__ = ["check_many", "default_jobs"]

@@ -1,0 +1,165 @@
+"""Claims checked in worker processes: the same bytes as a serial run, progress in the claim
+order, and claims that cannot travel checked here."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+from derive import Batch, Claim, Equation, cache, report, runner
+from derive.claims import centering
+from derive.verify import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = Settings(frameworks=(), explicit_sizes=(1, 2, 3), random_instances=20,
+                 hypothesis_examples=10, simulation=False, counterexample_max_size=3)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DERIVE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())
+            if not p.name.endswith(".timings.json")}
+
+
+def test_activation_claims_pickle_and_come_back_whole():
+    for claim in centering.claims():
+        again = pickle.loads(pickle.dumps(claim))
+        assert cache.claim_material(again) == (cache.claim_material(claim)[0],
+                                               cache.claim_activations(again))
+    nonlinear = next(c for c in centering.claims() if c.id == "centering.nonlinear-first-order")
+    again = pickle.loads(pickle.dumps(nonlinear))
+    theta = again.functions[0][0]
+    assert theta is not nonlinear.functions[0][0] and theta._latex_name == r"\theta"
+    used = {f.func for eq in again.equations for side in (eq.lhs, eq.rhs)
+            for f in side.atoms(sp.Function)}
+    assert used == {theta, theta.derivative}      # one function, rebuilt once per pickle
+
+
+def test_a_claim_without_activations_equals_itself_after_pickling():
+    claim = next(c for c in centering.claims() if c.id == "centering.update-cancels")
+    assert pickle.loads(pickle.dumps(claim)) == claim
+
+
+def test_results_from_workers_are_bound_to_the_callers_claims():
+    claims = centering.claims()
+    results = runner.check_many(claims, SMALL, jobs=2)
+    assert [r.claim for r in results] == claims
+    assert all(r.claim is c for r, c in zip(results, claims))
+
+
+def test_progress_comes_in_the_claim_order():
+    claims = centering.claims()
+    seen = []
+    runner.check_many(claims, SMALL, jobs=2,
+                      progress=lambda n, total, r: seen.append((n, total, r.id)))
+    assert seen == [(n, len(claims), c.id) for n, c in enumerate(claims, 1)]
+
+
+def test_serial_and_parallel_reports_have_the_same_bytes(tmp_path):
+    claims = centering.claims()
+    story = centering.story()
+    for jobs in (1, 2):
+        report.write_report(story, claims, tmp_path / str(jobs), ("tex", "json"), SMALL,
+                            jobs=jobs)
+    serial, parallel = files(tmp_path / "1"), files(tmp_path / "2")
+    assert {"centering.tex", "centering.json"} <= set(serial)
+    assert serial == parallel
+
+
+@pytest.mark.slow
+def test_the_centering_report_has_the_same_bytes_with_jobs_1_and_2(tmp_path):
+    """The report's own settings, torch and jax included."""
+    for jobs in (1, 2):
+        report.build("centering", tmp_path / str(jobs), ("tex", "json"), jobs=jobs)
+    assert files(tmp_path / "1") == files(tmp_path / "2")
+
+
+def test_jobs_1_starts_no_process(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a worker pool was started")
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", refuse)
+    results = runner.check_many(centering.claims()[:2], SMALL, jobs=1)
+    assert [r.verdict.status for r in results] == ["proved", "proved"]
+
+
+def test_nothing_left_to_check_starts_no_process(monkeypatch):
+    claims = centering.claims()[:2]
+    runner.check_many(claims, SMALL, cache=cache.Cache())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a worker pool was started")
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", refuse)
+    runner.check_many(claims, SMALL, jobs=2, cache=cache.Cache())
+
+
+def test_a_claim_that_cannot_travel_is_checked_here_at_its_turn():
+    class Local(sp.Function):   # defined in a function: pickle cannot find it
+        is_real = True
+
+        def fdiff(self, argindex=1):
+            return sp.S.One
+    B = Batch("N")
+    x, i = B.samples("x"), B.index("i")
+    local = Claim("local", "a local function", B, (Equation(Local(x[i]), Local(x[i])),))
+    with pytest.raises(Exception):
+        pickle.dumps(local)
+    claims = [centering.claims()[0], local, centering.claims()[2]]
+    seen = []
+    results = runner.check_many(claims, SMALL, jobs=2,
+                                progress=lambda n, total, r: seen.append(r.id))
+    assert seen == [c.id for c in claims]
+    assert [r.claim for r in results] == claims
+    assert [results[0].verdict.status, results[2].verdict.status] == ["proved", "proved"]
+
+
+def test_one_settings_per_claim():
+    claims = centering.claims()[:2]
+    other = Settings(frameworks=(), explicit_sizes=(1, 2), random_instances=25,
+                     hypothesis_examples=10, simulation=False)
+    results = runner.check_many(claims, [SMALL, other], jobs=2)
+    assert [r.evidence[1].details["holds_at"] for r in results] == [[1, 2, 3], [1, 2]]
+    with pytest.raises(ValueError):
+        runner.check_many(claims, [SMALL], jobs=1)
+
+
+def _strip_times(text: str) -> str:
+    return re.sub(r"\(\d+\.\d\d s\)", "(s)", text)
+
+
+def test_check_prints_the_same_with_one_job_and_two(tmp_path):
+    out = {}
+    for jobs in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "derive", "check", "examples/rmsnorm_shift.py",
+             "examples/wrong_batchnorm_backward.py", "--frameworks", "none", "--jobs", jobs,
+             "--fresh"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert proc.returncode == 1, proc.stderr
+        out[jobs] = _strip_times(proc.stdout)
+    assert out["1"] == out["2"]
+    assert [ln.split()[1] for ln in out["2"].splitlines() if ln[:1].isupper()
+            and ln.split()[0] in ("PROVED", "REFUTED")] == [
+        "rmsnorm.shift-invariance", "rmsnorm.scale-invariance-eps0",
+        "batchnorm.backward-without-variance-path"]
+
+
+def _environment(name):
+    import os
+    return os.environ.get(name)
+
+
+def test_workers_see_the_environment_of_the_call(monkeypatch):
+    for value in ("one", "two"):   # the fork server started with the first
+        monkeypatch.setenv("DERIVE_TEST_VALUE", value)
+        with runner._workers(2) as pool:
+            assert pool.submit(_environment, "DERIVE_TEST_VALUE").result() == value
