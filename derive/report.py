@@ -104,6 +104,17 @@ def file_story(path: Path, claims) -> Story:
         sections=(Section("Claims", "", tuple(c.id for c in claims)),))
 
 
+def _png_figures(story: Story) -> dict[str, bytes]:
+    """{'NAME.png': bytes} of every figure the story places, for the Markdown page."""
+    names = [name for section in story.opening + story.sections
+             for name, _, _ in section.figures]
+    if not names:
+        return {}
+    from . import figures
+    return {f"{n}.png": figures.render(lambda n=n: figures.report_figure(n), "png")
+            for n in names}
+
+
 def _figure_files(story: Story, cache=None) -> dict[str, bytes]:
     """{'NAME.pdf': bytes} of every figure the story places (deterministic bytes); with
     ``cache``, from it when the same source, versions, matplotlib settings and fonts drew
@@ -160,6 +171,8 @@ def write_results(story: Story, results, out: Path, formats, settings, timings=F
     figures = _figure_files(story, cache) if {"tex", "pdf"} & set(formats) else {}
     # the .tex includes them by name: they are written beside it, with the report's files
     files.update({out / name: data for name, data in figures.items()})
+    if "md" in formats:   # the Markdown page shows them as PNG, beside it
+        files.update({out / name: data for name, data in _png_figures(story).items()})
     for suffix, data in documents.items():
         if suffix.rsplit(".", 1)[-1] in formats:   # ".timings.json" goes with the .json
             files[out / f"{story.name}{suffix}"] = data

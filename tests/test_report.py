@@ -159,3 +159,10 @@ def test_pdf_shows_every_claim_statement_and_verdict(built):
                           capture_output=True, text=True, check=True).stdout
     missing = [c.id for c in centering.claims() if c.id not in text or c.title not in text]
     assert (missing, text.count("REFUTED at N = 2") >= 2) == ([], True)
+
+
+def test_the_markdown_page_embeds_each_figure_as_a_png_written_beside_it(built):
+    out = built[0]
+    page = (out / "centering.md").read_text()
+    assert "](fig-drift.png)" in page
+    assert (out / "fig-drift.png").read_bytes().startswith(b"\x89PNG")
