@@ -18,13 +18,14 @@ import itertools
 import signal
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import sympy as sp
 
 from derive import Batch, Claim, Equation, Grad, check, counterexample, deadline, recheck, rules
 from derive import verify
-from derive.calculus import Mean, held
+from derive.calculus import Held, Mean, activation, held
 from derive.core import OutOfTime, PROVED, REFUTED, UNDECIDED, Counterexample, Evidence, Step
 from derive.verify import Settings, decide
 
@@ -115,6 +116,50 @@ def test_the_step_recheck_passes_a_sound_step():
                                               "exact at random rational points at N = 3"])
 
 
+def _rechecked(rule, before, after, claim=TRUE, settings=FAST):
+    step = Step(rule, sp.sympify(before), sp.sympify(after))
+    verify.recheck_step(claim, step, settings)
+    return step.ok, step.checks
+
+
+def test_the_step_recheck_tries_every_value_of_a_free_index_on_either_side():
+    # u_k - E[u] = 0 holds at N = 1 only; the index k may be free on one side alone
+    centered = u[k] - B.mean(u[i], i)
+    assert _rechecked("wrong", centered, 0) == (False, ["fails at N = 2"])
+    assert _rechecked("wrong", 0, centered) == (False, ["fails at N = 2"])
+    assert _rechecked("sound", u[k] + b - B.mean(u[i] + b, i), centered) == (
+        True, ["identity at N = 1, 2", "exact at random rational points at N = 3"])
+
+
+def test_the_step_recheck_writes_the_batch_size_symbol_as_the_batch_size():
+    assert _rechecked("mean-as-sum", B.mean(u[i], i), B.sum(u[i], i) / B.size) == (
+        True, ["identity at N = 1, 2", "exact at random rational points at N = 3"])
+    assert _rechecked("wrong", B.mean(u[i], i), B.sum(u[i], i)) == (False, ["fails at N = 2"])
+
+
+def test_the_step_recheck_starts_at_the_claims_smallest_batch_size_and_skips_none_above():
+    from_2 = Claim("true.from-2", "from N = 2", B, TRUE.equations, min_size=2)
+    from_3 = Claim("true.from-3", "from N = 3", B, TRUE.equations, min_size=3)
+    sound = (B.mean(u[i] + b, i), B.mean(u[i], i) + b)
+    assert _rechecked("sound", *sound, claim=from_2) == (
+        True, ["identity at N = 2", "exact at random rational points at N = 3"])
+    assert _rechecked("sound", *sound, claim=from_3) == (
+        True, ["exact at random rational points at N = 3"])
+    assert _rechecked("wrong", u[k] - B.mean(u[i], i), 0, claim=from_2) == (
+        False, ["fails at N = 2"])
+
+
+def test_the_step_recheck_claims_an_identity_only_where_it_showed_one():
+    # sin^2 + cos^2 = 1: the explicit zero test cannot show it, the random points agree
+    assert _rechecked("trig", sp.sin(b) ** 2 + sp.cos(b) ** 2, 1) == (
+        True, ["exact at random rational points at N = 1, 2, 3"])
+    sound = (B.mean(u[i] + b, i), B.mean(u[i], i) + b)
+    assert _rechecked("sound", *sound, settings=replace(FAST, step_point_sizes=())) == (
+        True, ["identity at N = 1, 2"])
+    assert _rechecked("sound", *sound, settings=replace(FAST, step_point_sizes=(3, 4))) == (
+        True, ["identity at N = 1, 2", "exact at random rational points at N = 3, 4"])
+
+
 # -- net: a proof contradicted by another layer is undecided ------------------------------------
 
 def test_a_contradicting_corroborating_layer_makes_a_proof_undecided(monkeypatch):
@@ -187,6 +232,27 @@ def test_a_true_counterexample_is_confirmed_and_recorded():
     assert "re-checked independently" in ev.summary
 
 
+def test_a_confirmed_counterexample_is_evidence_that_the_claim_fails():
+    # u = (0, 0), b = 0, db = 1, i = 1: lhs = 1 - 2 = -1, rhs = 0
+    cex = Counterexample(2, {"u": [0, 0], "db": 1, "b": 0, "i": 1}, sp.Integer(-1), sp.S.Zero)
+    e = verify.counterexample_evidence(UNNORMALIZED, cex)
+    assert (e.kind, e.ok, e.holds, e.seconds) == ("counterexample", True, False, 0.0)
+    assert e.summary == "N = 2: residual -1 (exact), re-checked independently"
+    assert e.details == {"N": 2, "residual": "-1", "rechecked": True, "found": cex,
+                         "recheck": "the sides differ (exact rational arithmetic)"}
+
+
+def test_an_unconfirmed_counterexample_is_evidence_of_nothing():
+    # tampered: at db = 0 both sides are 0, whatever the counterexample says they are
+    cex = Counterexample(2, {"u": [0, 0], "db": 0, "b": 0, "i": 1}, sp.S.One, sp.S.Zero)
+    e = verify.counterexample_evidence(UNNORMALIZED, cex, 0.5)
+    assert (e.kind, e.ok, e.holds, e.seconds) == ("counterexample", False, None, 0.5)
+    assert e.summary == ("N = 2: residual 1, not confirmed by the independent re-check "
+                         "(both sides are 0 there)")
+    assert e.details == {"N": 2, "residual": "1", "rechecked": False, "found": cex,
+                         "recheck": "both sides are 0 there"}
+
+
 # -- the independent re-check itself -------------------------------------------------------------
 
 def test_recheck_confirms_the_unnormalized_sum_at_n_2():
@@ -215,6 +281,175 @@ def test_recheck_holds_a_held_statistic_fixed_when_differentiating():
 def test_recheck_cannot_tell_for_an_unknown_name():
     found = recheck.confirm_values(UNNORMALIZED, 2, {"u": [0, 0], "zz": 1, "b": 0, "i": 1})
     assert found.confirmed is None
+
+
+c = B.param("c")
+x_pos = B.samples("x", positive=True)
+f = activation("f")
+z = sp.Symbol("z")
+
+
+def probe(lhs, rhs, **kw):
+    return Claim("recheck.probe", "a statement to re-check", B, (Equation(lhs, rhs),), **kw)
+
+
+def rechecked(claim, size, values, **kw):
+    found = recheck.confirm_values(claim, size, values, **kw)
+    return found.confirmed, found.reason
+
+
+NOT_AN_INSTANCE = {   # (claim, N, values): the reason after "not an instance of the claim: "
+    "below the smallest N": ((probe(B.mean(u[i], i), 0, min_size=2), 1, {"u": [1]}),
+                             "N = 1 is below the claim's smallest batch size 2"),
+    "too few samples": ((probe(B.mean(u[i], i), 0), 2, {"u": [1]}), "u needs 2 values"),
+    "a positive sample below 0": ((probe(B.mean(x_pos[i], i), 0), 1, {"x": [-1]}),
+                                  "x_1 = -1 but x_1 is positive"),
+    "a sample outside its range": ((probe(B.mean(u[i], i), 0, ranges=((u, (0.0, 1.0)),)), 1,
+                                    {"u": [2]}), "u_1 = 2 is outside the claim's range (0.0, 1.0)"),
+    "a parameter outside its range": ((probe(b, 2, ranges=((b, (0.0, 1.0)),)), 1, {"b": 2}),
+                                      "b = 2 is outside the claim's range (0.0, 1.0)"),
+    "an index beyond N": ((probe(u[i], 1), 2, {"u": [0, 1], "i": 3}),
+                          "the index i = 3 is not in 1..2"),
+    "an index that is not an integer": ((probe(u[i], 1), 2, {"u": [0, 1], "i": 1.5}),
+                                        "the index i = 1.5 is not in 1..2"),
+    "outside the domain": ((probe(b, 0, domain=(b,)), 1, {"b": -1}),
+                           "b is not positive there: outside the claim's domain"),
+    "0/0": ((probe(b / c, 1), 1, {"b": 0, "c": 0}), "a side is undefined or not real there"),
+    "+oo": ((probe(b * sp.oo, 0), 1, {"b": 1}), "a side is undefined or not real there"),
+    "-oo": ((probe(b * sp.oo, 0), 1, {"b": -1}), "a side is undefined or not real there"),
+    "not real": ((probe(sp.sqrt(b), 0), 1, {"b": -1}), "a side is undefined or not real there"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_AN_INSTANCE))
+def test_recheck_rejects_what_is_not_an_instance_of_the_claim(case):
+    args, reason = NOT_AN_INSTANCE[case]
+    assert rechecked(*args) == (False, "not an instance of the claim: " + reason)
+
+
+def test_recheck_rejects_a_part_the_claim_does_not_have():
+    two = Claim("two", "two parts", B, (Equation(b, 0), Equation(b, 1)))
+    assert rechecked(two, 1, {"b": 1}, part=1) == (False, "both sides are 1 there")
+    assert rechecked(two, 1, {"b": 1}, part=2) == (
+        False, "not an instance of the claim: the claim has no part 2")
+
+
+CANNOT_TELL = {   # (claim, N, values): the reason after "cannot be re-checked independently: "
+    "no value for an index": ((probe(u[i], 0), 1, {"u": [1]}), "no value for the index i"),
+    "no values for a sample": ((probe(u[k] + g[k], 0), 2, {"u": [1, 2], "k": 2}),
+                               "no value for g_2"),
+    "no value for a parameter": ((probe(b + c, 0), 1, {"b": 1}),
+                                 "c + 1 is not a number (a value or a function instance "
+                                 "is missing)"),
+    "two variables, one name": ((probe(c + B.param("c", positive=True), 0), 1, {"c": 1}),
+                                "two variables of the claim are named c"),
+    "a value for N": ((probe(b * B.size, 0), 1, {"b": 1, "N": 5}),
+                      "no variable of the claim is named N"),
+    "a function without an instance": ((probe(sp.Function("h")(b), 0), 1, {"b": 1}),
+                                       "h(1) is not a number (a value or a function instance "
+                                       "is missing)"),
+    "a derivative by a statistic": ((probe(Grad(b, B.mean(u[i], i)), 0), 2,
+                                     {"u": [1, 2], "b": 1}),
+                                    "a derivative by Mean(u[_j], _j, N)"),
+    "a derivative held inside a derivative": ((probe(Grad(Held(Grad(b ** 2, b)) * b, b), 0), 1,
+                                               {"b": 1}), "a derivative inside a derivative"),
+    "a float": ((probe(b, 0), 1, {"b": 0.5}), "b = 0.5 is not an exact number"),
+    "an index off the batch": ((probe(u[k + 1], 0), 2, {"u": [1, 2], "k": 2}),
+                               "the sample index k + 1 is not a sample of the batch"),
+    "a derivative of a derivative": ((probe(Grad(Grad(b ** 3, b), b), 0), 1, {"b": 1}),
+                                     "a derivative inside a derivative"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CANNOT_TELL))
+def test_recheck_cannot_tell_without_every_value_or_outside_what_it_writes_out(case):
+    args, reason = CANNOT_TELL[case]
+    assert rechecked(*args) == (None, "cannot be re-checked independently: " + reason)
+
+
+def test_recheck_cannot_tell_for_a_value_it_cannot_read():
+    confirmed, reason = rechecked(probe(b, 0), 1, {"b": "1/"})
+    assert confirmed is None
+    assert reason.startswith("cannot be re-checked independently: SympifyError: ")
+
+
+DIFFER = {   # lhs, rhs at b: confirmed, how, the two sides
+    "rationals": (b, -b, 1, True, "the sides differ (exact rational arithmetic)", 1, -1),
+    "equal rationals": (b, b, 1, False, "both sides are 1 there", 1, 1),
+    "algebraic numbers": (sp.sqrt(b), 1, 2, True,
+                          "the sides differ (exact: the difference's minimal polynomial)",
+                          sp.sqrt(2), 1),
+    "equal algebraic numbers": (sp.sqrt(3 + 2 * sp.sqrt(b)), 1 + sp.sqrt(b), 2, False,
+                                "both sides are sqrt(2*sqrt(2) + 3) there",
+                                sp.sqrt(3 + 2 * sp.sqrt(2)), 1 + sp.sqrt(2)),
+    "transcendental numbers": (sp.pi, b, 3, True,
+                               "the sides differ (nonzero at 50 significant digits)", sp.pi, 3),
+    "equal, not shown": (sp.sin(b) ** 2 + sp.cos(b) ** 2, 1, 1, None,
+                         "cannot tell whether cos(1)**2 + sin(1)**2 and 1 differ",
+                         sp.sin(1) ** 2 + sp.cos(1) ** 2, 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIFFER))
+def test_recheck_confirms_exactly_the_sides_that_differ(case):
+    lhs, rhs, at, confirmed, reason, left, right = DIFFER[case]
+    found = recheck.confirm_values(probe(lhs, rhs), 1, {"b": at})
+    assert (found.confirmed, found.reason, found.lhs, found.rhs) == (confirmed, reason, left,
+                                                                     right)
+
+
+def test_recheck_admits_a_range_with_its_ends_and_an_index_as_a_sympy_integer():
+    in_unit = probe(b, 2, ranges=((b, (0.0, 1.0)),))
+    for at in (0, sp.Rational(1, 2), 1):
+        assert rechecked(in_unit, 1, {"b": at})[0] is True
+    assert rechecked(probe(b, 0, domain=(b,)), 1, {"b": 1})[0] is True
+    assert rechecked(probe(u[i], 0), 2, {"u": [0, 1], "i": sp.Integer(2)})[0] is True
+
+
+def test_recheck_writes_the_batch_size_symbol_and_deltas_of_indices_as_numbers():
+    claim = probe(B.sum(u[i], i), B.size * B.mean(u[i], i) + 1)
+    assert recheck.confirm_values(claim, 1, {"u": [1]}).rhs == 2
+    delta = probe(sp.KroneckerDelta(i, k), 0)
+    assert recheck.confirm_values(delta, 2, {"i": 1, "k": 1}).lhs == 1
+
+
+def test_recheck_differentiates_samples_as_real_numbers():
+    # d/du_k E[|u|] = sign(u_k)/N: needs u real (for a complex u, |u| has no such derivative)
+    claim = probe(Grad(B.mean(sp.Abs(u[i]), i), u[k]), sp.sign(u[k]))
+    found = recheck.confirm_values(claim, 2, {"u": [1, 1], "k": 1})
+    assert (found.confirmed, found.lhs, found.rhs) == (True, sp.Rational(1, 2), 1)
+
+
+def test_recheck_a_held_statistic_is_its_value_outside_and_after_a_derivative():
+    assert recheck.confirm_values(probe(held(B.mean(u[i], i)), 0), 1, {"u": [1]}).lhs == 1
+    # d/db (sg(E[u + b]) b) = E[u + b]: the held value is left after differentiating
+    claim = probe(Grad(held(B.mean(u[i] + b, i)) * b, b), 0)
+    found = recheck.confirm_values(claim, 1, {"u": [1], "b": 0})
+    assert (found.confirmed, found.lhs) == (True, 1)
+
+
+def test_recheck_evaluates_a_derivative_by_a_node_at_the_nodes_value():
+    claim = probe(Grad(c ** 2, c, at=B.mean(u[i], i)), 0)   # 2c at c = E[u]
+    found = recheck.confirm_values(claim, 1, {"u": [1]})
+    assert (found.confirmed, found.lhs) == (True, 2)
+
+
+def test_recheck_instantiates_an_arbitrary_function_and_its_derivative():
+    # d/du_k E[f(u)] = f'(u_k)/N, not f'(u_k): with f = z^2 at u = (1, 0), 1 against 2
+    claim = probe(Grad(B.mean(f(u[i]), i), u[k]), f.derivative(u[k]))
+    square = ((f, sp.Lambda(z, z ** 2)),)
+    found = recheck.confirm_values(claim, 2, {"u": [1, 0], "k": 1}, functions=square)
+    assert (found.confirmed, found.lhs, found.rhs) == (True, 1, 2)
+    # the same, from a counterexample of the second part
+    two = Claim("two", "two parts", B, (Equation(b, b),) + claim.equations)
+    cex = Counterexample(2, {"u": [1, 0], "k": 1}, sp.S.One, sp.Integer(2), part=1,
+                         functions=square)
+    assert recheck.confirm(two, cex).confirmed is True
+    # a plain SymPy function (no derivative of its own) is instantiated too
+    h = sp.Function("h")
+    found = recheck.confirm_values(probe(h(b), 2), 1, {"b": 0},
+                                   functions=((h, sp.Lambda(z, z + 1)),))
+    assert (found.confirmed, found.lhs) == (True, 1)
 
 
 # -- the verdict policy, on hand-built evidence --------------------------------------------------
@@ -303,12 +538,83 @@ def test_decide_never_proves_without_every_layer_nor_refutes_without_a_recheck(s
             assert (v.status == REFUTED) == (not s and rechecked is True)
 
 
+def test_decide_by_default_proves_from_n_1_and_reports_a_search_up_to_n_6():
+    assert (decide(*YES).status, decide(*YES).reason) == (PROVED, "proved for every N >= 1")
+    v = decide(ev("symbolic", False), *YES[1:], residual=R)
+    assert (v.status, v.reason) == (UNDECIDED, "the residual r does not reduce to 0 and no "
+                                               "counterexample was found up to N = 6")
+
+
+def test_decide_names_every_contradicting_layer_with_what_it_found():
+    v = decide(*YES, [ev("torch", False), ev("simulation", True), ev("jax", False)])
+    assert (v.status, v.reason) == (UNDECIDED, "the symbolic proof is contradicted: "
+                                               "torch: torch False; jax: jax False")
+
+
+def test_decide_names_both_core_layers_that_do_not_corroborate_a_proof():
+    v = decide(ev("symbolic", True), ev("explicit", False), ev("numeric", None))
+    assert (v.status, v.reason) == (UNDECIDED, "the symbolic proof is not corroborated: "
+                                               "explicit: explicit False; numeric: numeric None")
+
+
+def test_decide_a_counterexample_never_rechecked_is_not_a_refutation_and_says_so():
+    cex = Counterexample(2, {"u": [0, 1]}, sp.S.Zero, sp.S.One)
+    unchecked = Evidence("counterexample", False, "found", {"found": cex}, holds=None)
+    v = decide(ev("symbolic", False), ev("explicit", False), ev("numeric", False), [], "",
+               unchecked, R)
+    assert (v.status, v.residual, v.counterexample) == (UNDECIDED, R, None)
+    assert v.reason == ("a counterexample at N = 2 was not confirmed by the independent "
+                        "re-check: no re-check")
+
+
 def test_decide_is_pure():
     evidence = [ev("symbolic", False), ev("explicit", False), ev("numeric", False)]
     cex = found(True)
     before = [(x.ok, dict(x.details)) for x in evidence + [cex]]
     decide(*evidence, [], "", cex, R)
     assert [(x.ok, dict(x.details)) for x in evidence + [cex]] == before
+
+
+# -- the rule table: each step is exactly what its rule says ------------------------------------
+
+def test_linearity_moves_every_constant_factor_out_of_every_term_in_one_step():
+    step = rules.RULES["linearity"].apply(B.mean(c * u[i] + b * u[i], i))
+    assert step == c * B.mean(u[i], i) + b * B.mean(u[i], i)
+
+
+def test_linearity_leaves_a_mean_of_a_constant_to_mean_of_constant():
+    assert rules.RULES["linearity"].apply(B.mean(b * c, i)) == B.mean(b * c, i)
+
+
+def test_mean_as_sum_keeps_the_bound_index():
+    assert rules.RULES["mean-as-sum"].apply(B.mean(u[i], i)) == B.sum(u[i], i) / B.size
+
+
+def test_sifting_needs_a_sample_index_and_looks_past_a_delta_it_cannot_use():
+    # delta(i, c): c is not known to lie in 1..N, so no summand is picked
+    assert rules.RULES["sifting"].apply(B.mean(sp.KroneckerDelta(i, c) * u[i], i)) \
+        == B.mean(sp.KroneckerDelta(i, c) * u[i], i)
+    both = B.mean(sp.KroneckerDelta(i, c) * sp.KroneckerDelta(i, k) * u[i], i)
+    assert rules.RULES["sifting"].apply(both) == sp.KroneckerDelta(k, c) * u[k] / B.size
+
+
+def test_the_reducer_runs_the_table_to_a_fixed_point_and_chains_its_steps():
+    # the second round expands what mean-of-constant left
+    steps = rules.reduce(B.mean(held(B.mean(u[i] + b, i)) * (u[i] + b), i))
+    assert [s.rule for s in steps] == ["release-hold", "expand", "linearity",
+                                       "mean-of-constant", "expand"]
+    steps = rules.reduce(B.mean(sp.KroneckerDelta(i, k) * (u[i] + b), i) * c)
+    assert [s.rule for s in steps] == ["expand", "linearity", "sifting", "expand", "algebra"]
+    assert all(s.before == t.after for t, s in zip(steps, steps[1:]))
+
+
+def test_normal_form_passes_on_sums_and_the_deadline():
+    assert rules.normal_form(B.mean(u[i], i), sums=True) == B.sum(u[i], i) / B.size
+
+    def out_of_time():
+        raise OutOfTime("stop")
+    with pytest.raises(OutOfTime):
+        rules.normal_form(B.mean(u[i] + b, i), out_of_time)
 
 
 # -- net: time budgets hold in every thread and nest ---------------------------------------------
