@@ -210,7 +210,11 @@ _ENVIRONMENT = {name: os.environ.get(name) for name in NUMERIC_ENVIRONMENT}
 
 
 def environment() -> dict[str, str | None]:
-    return dict(_ENVIRONMENT)
+    # the backend's own default is no choice of the user's: the key must not depend on
+    # whether a JAX backend started in this process before derive.cache was imported
+    from .frameworks.backends import XLA_DEFAULT_FLAGS
+    return {name: (None if name == "XLA_FLAGS" and value == XLA_DEFAULT_FLAGS else value)
+            for name, value in _ENVIRONMENT.items()}
 
 
 def result_key(claim: Claim, settings) -> str:

@@ -92,7 +92,8 @@ def table_cells(tex: str) -> list[str]:
                            tex, re.S):
         body = re.sub(r"\$[^$]*\$", "", body)
         body = re.sub(r"\\texttt\{[^{}]*\}", "", body)
-        cells += [c.strip() for row in body.split(r"\\") for c in row.split("&")]
+        rows = re.split(r"\\\\\*?", body)   # \\ ends a row; \\* one that keeps with the next
+        cells += [c.strip() for row in rows for c in row.split("&")]
     return cells
 
 

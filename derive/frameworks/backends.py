@@ -160,6 +160,12 @@ class TorchBackend:
             self.torch.set_num_threads(before)
 
 
+# what the JAX backend sets when the user set no XLA_FLAGS (cache keys treat it as unset)
+XLA_DEFAULT_FLAGS = ("--xla_backend_optimization_level=0 "
+                     "--xla_llvm_disable_expensive_passes=true "
+                     "--xla_cpu_multi_thread_eigen=false")
+
+
 class JaxBackend:
     name = "jax"
     dtype = "float64"
@@ -171,9 +177,7 @@ class JaxBackend:
         # Compiling is most of JAX's cost here and the programs are small: skip XLA's
         # expensive optimizations (read when the backend starts; a user's XLA_FLAGS win).
         # One thread, as for PyTorch: the arrays are tiny.
-        os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                                           "--xla_llvm_disable_expensive_passes=true "
-                                           "--xla_cpu_multi_thread_eigen=false")
+        os.environ.setdefault("XLA_FLAGS", XLA_DEFAULT_FLAGS)
         import jax
 
         jax.config.update("jax_enable_x64", True)   # float64, as the other layers

@@ -192,11 +192,15 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 % (the braces keep the inner & from the enclosing alignment while a branch is skipped)
 \newcommand{\stepfit}[2]{\sbox{\fitbox}{$\displaystyle #1$}%
   \ifdim\wd\fitbox>0.8\linewidth{\begin{aligned}[t]#2\end{aligned}}\else\usebox{\fitbox}\fi}
-% \eqfit{lhs}{rhs}: lhs = rhs on one line, or on two (lhs, then = rhs) when that is too wide
+% \eqfit{lhs}{rhs}: lhs = rhs on one line, or on two (lhs, then = rhs) when that is too wide;
+% rhs comes as \fit or \stepfit
 \newcommand{\eqfit}[2]{\sbox{\fitbox}{$\displaystyle #1 = #2$}%
-  \ifdim\wd\fitbox>\linewidth{\begin{aligned}[t]&\fit{#1}\\&\quad= \fit{#2}\end{aligned}}%
+  \ifdim\wd\fitbox>\linewidth{\begin{aligned}[t]&\fit{#1}\\&\quad= #2\end{aligned}}%
   \else\usebox{\fitbox}\fi}
 \allowdisplaybreaks
+% the section sign from the math symbol font: LaTeX takes it from TS1 by default, whose fonts
+% (cm-super) bootstrap does not install, and pdflatex would fall back to bitmaps
+\DeclareTextSymbol{\textsection}{OMS}{120}\DeclareTextSymbolDefault{\textsection}{OMS}
 % a figure may take half a page at its bottom, beside the text that cites it
 \renewcommand{\bottomfraction}{0.55}
 \renewcommand{\textfraction}{0.15}
@@ -385,7 +389,8 @@ def claim_tex(result: Result, settings) -> str:
     """A claim as the reader meets it: statement, verdict, what backs it in one sentence, and
     for a refuted claim the counterexample; the derivation and the tables are in Appendix A."""
     c = result.claim
-    eqs = r" \\ ".join(rf"\eqfit{{{tex(e.lhs)}}}{{{tex(e.rhs)}}}" for e in c.equations)
+    # the right side may break after whole terms, on its own line (_step decides in TeX)
+    eqs = r" \\ ".join(rf"\eqfit{{{tex(e.lhs)}}}{{{_step(e.rhs)}}}" for e in c.equations)
     lines = [rf"\begin{{claimenv}}[{_escape(c.title)}]\label{{claim:{c.id}}}",
              # the id beside the verdict, under the header: long ids do not fit beside titles
              rf"\hfill\break {_verdict_box(result)}\enspace{{\small\texttt{{{c.id}}}}}\par",
