@@ -13,6 +13,7 @@ those live in ``rules``, ``explicit``, ``numeric``, ``counterexample``, ``verify
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,13 +236,11 @@ class Result:
 ERROR_FLOOR = 1e-11
 
 
-def error_bound(err: float) -> float:
-    """The power of ten ``err`` stays below, ERROR_FLOOR for anything smaller (0 included: an
+def error_bound(err: float, floor: float = ERROR_FLOOR) -> float:
+    """The power of ten ``err`` stays below, ``floor`` for anything smaller (0 included: an
     error that is exactly 0 here may be 1e-17 on another machine)."""
-    import math
-
-    if err < ERROR_FLOOR:
-        return ERROR_FLOOR
+    if err < floor:
+        return floor
     return float(f"1e{math.floor(math.log10(err)) + 1}")
 
 

@@ -106,8 +106,7 @@ def file_story(path: Path, claims) -> Story:
 
 def _png_figures(story: Story) -> dict[str, bytes]:
     """{'NAME.png': bytes} of every figure the story places, for the Markdown page."""
-    names = [name for section in story.opening + story.sections
-             for name, _, _ in section.figures]
+    names = story.figure_names()
     if not names:
         return {}
     from . import figures
@@ -119,8 +118,7 @@ def _figure_files(story: Story, cache=None) -> dict[str, bytes]:
     """{'NAME.pdf': bytes} of every figure the story places (deterministic bytes); with
     ``cache``, from it when the same source, versions, matplotlib settings and fonts drew
     them before."""
-    names = [name for section in story.opening + story.sections
-             for name, _, _ in section.figures]
+    names = story.figure_names()
     if not names:
         return {}
     from . import figures  # matplotlib: imported only for a story that has figures

@@ -37,3 +37,8 @@ class Story:
     # ((expression, an equal expression), ...): how the printer puts statistics back where a
     # derivation wrote them out, e.g. sum_j x_j as m mu_B (identities only)
     folds: tuple = ()
+
+    def figure_names(self) -> list[str]:
+        """Every figure the story places, in the order it places them."""
+        return [name for section in self.opening + self.sections
+                for name, _, _ in section.figures]

@@ -10,11 +10,8 @@ import numpy as np
 
 
 def bn_backward(dy, xhat, r, gamma, axes=(0,)):
-    """dx, dgamma, dbeta from dy = dl/dy and the forward pass's cached xhat and r.
-
-    axes: the reduction axes, (0,) for (N, C) inputs, (0, 2, 3) for (N, C, H, W);
-    r = 1/sqrt(var + eps) and gamma broadcast against dy (shape (C,) or (1, C, 1, 1)).
-    """
+    """dx, dgamma, dbeta from dy, the cached xhat and r = 1/sqrt(var+eps)."""
+    # axes (0,) for (N, C), (0, 2, 3) for (N, C, H, W); gamma, r broadcast
     m = np.prod([dy.shape[a] for a in axes])    # N, or N*H*W
     dbeta = dy.sum(axis=axes, keepdims=True)
     dgamma = (dy * xhat).sum(axis=axes, keepdims=True)

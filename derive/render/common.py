@@ -24,29 +24,11 @@ def evidence_rows(result: Result):
         yield e.kind, e.summary, e.ok
 
 
-# short names for the tables; the certificate keeps the full ones
-OPERATOR_NAMES = {"torch.nn.functional.batch_norm(training=True)": "F.batch_norm(training=True)"}
-
-
-def framework_rows(result: Result) -> list[dict]:
-    """One row per autograd layer and way of computing (autograd; the batch-norm operator)."""
-    rows = []
-    for e in result.evidence:
-        d = e.details
-        if "framework" not in d:
-            continue
-        base = {"framework": d["framework"], "version": d["version"], "dtype": d["dtype"],
-                "tolerance": d["tolerance"]}
-        held = d["autograd"]["held_statistics"]
-        rows.append({**base, "by": "autograd" + (f", statistics held by {held}" if held else ""),
-                     "instances": d["autograd"]["instances"],
-                     "max_error": d["autograd"]["max_error"]})
-        if d.get("operator", {}).get("instances"):   # PyTorch's refuses epsilon = 0
-            rows.append({**base, "by": OPERATOR_NAMES.get(d["operator"]["name"],
-                                                          d["operator"]["name"]),
-                         "instances": d["operator"]["instances"],
-                         "max_error": d["operator"]["max_error"]})
-    return rows
+def implementation_check(result: Result) -> dict | None:
+    """The claim's implementation check (a framework layer's ``implementation`` details), if
+    one ran."""
+    return next((e.details["implementation"] for e in result.evidence
+                 if "implementation" in e.details), None)
 
 
 def library_versions() -> dict[str, str]:

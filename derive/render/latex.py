@@ -16,7 +16,7 @@ from sympy.printing.latex import LatexPrinter
 from ..calculus import BatchSum, Grad, Held, Mean
 from ..core import PROVED, REFUTED, Result, all_assumptions, error_bound
 from ..rules import RULES
-from .common import Story, library_versions
+from .common import Story, implementation_check, library_versions
 
 
 class BatchLatexPrinter(LatexPrinter):
@@ -382,7 +382,12 @@ def _sci(value: float) -> str:
 def _error(value: float) -> str:
     """A largest error as the power of ten it stays below (``core.error_bound``), $<10^{-11}$:
     the same on every machine, whatever its round-off."""
-    return rf"$<{_sci(error_bound(value)).strip('$')}$"
+    return _below(error_bound(value))
+
+
+def _below(bound: float) -> str:
+    """A bound already taken, $<10^{-5}$."""
+    return rf"$<{_sci(bound).strip('$')}$"
 
 
 def claim_tex(result: Result, settings) -> str:
@@ -589,17 +594,15 @@ _IMPLEMENTATION = re.compile(r"\{\{implementation:([^}]+)\}\}")
 def _implementation_tex(result) -> str:
     """The table of a claim's implementation check (float32 and float64 against a framework's
     own backward), or a sentence saying it did not run."""
-    found = [e.details["implementation"] for e in result.evidence
-             if "implementation" in e.details]
-    if not found:
+    check = implementation_check(result)
+    if check is None:
         return (r"\emph{(The implementation check needs PyTorch, which was not installed "
                 r"when this report was built.)}")
-    check = found[0]
     lines = [r"\begin{center}\small\begin{tabular}{@{}lllr@{}}", r"\toprule",
              r"dtype & compared with & largest relative error & tolerance \\ \midrule"]
     for row in check["rows"]:
         lines.append(rf"{row['dtype']} & {_escape(check['against'])} & "
-                     rf"$<{_sci(row['max_error_below']).strip('$')}$ & {_sci(row['tolerance'])} \\")
+                     rf"{_below(row['max_error_below'])} & {_sci(row['tolerance'])} \\")
     lines += [r"\bottomrule", r"\end{tabular}\end{center}"]
     return "\n".join(lines)
 

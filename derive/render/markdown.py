@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..core import Result, all_assumptions
-from .common import evidence_rows, verdict_phrase
+from .common import evidence_rows, implementation_check, verdict_phrase
 from .latex import equation_tex, tex
 
 _INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
@@ -49,12 +49,11 @@ def claim_md(result: Result) -> str:
 
 
 def _implementation(result) -> str:
-    found = [e.details["implementation"] for e in result.evidence
-             if "implementation" in e.details]
-    if not found:
+    check = implementation_check(result)
+    if check is None:
         return "(The implementation check needs PyTorch.)"
-    rows = [f"| {r['dtype']} | {found[0]['against']} | < {r['max_error_below']:.0e} | "
-            f"{r['tolerance']:.0e} |" for r in found[0]["rows"]]
+    rows = [f"| {r['dtype']} | {check['against']} | < {r['max_error_below']:.0e} | "
+            f"{r['tolerance']:.0e} |" for r in check["rows"]]
     return "\n\n" + "\n".join(["| dtype | compared with | largest relative error | "
                                  "tolerance |", "|---|---|---|---|"] + rows) + "\n\n"
 
