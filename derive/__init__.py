@@ -10,13 +10,13 @@ The public API -- the one the built-in derivations use::
     print(check(claim).verdict.status)               # proved
 """
 
-from .calculus import Batch, BatchSum, Grad, Held, Mean, activation, held, release
+from .calculus import Axis, Batch, BatchSum, Grad, Held, Mean, activation, held, release
 from .core import Claim, Counterexample, DeriveError, Equation, Evidence, Result, Verdict
 from .render import jupyter as _jupyter  # noqa: F401  (rich display of claims and results)
 from .verify import Settings, check, check_all
 
 __version__ = "0.1.0"
 
-__all__ = ["Batch", "BatchSum", "Grad", "Held", "Mean", "activation", "held", "release",
+__all__ = ["Axis", "Batch", "BatchSum", "Grad", "Held", "Mean", "activation", "held", "release",
            "Claim", "Counterexample", "DeriveError", "Equation", "Evidence", "Result",
            "Verdict", "Settings", "check", "check_all", "__version__"]

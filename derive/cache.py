@@ -52,7 +52,7 @@ import sympy as sp
 from sympy.core.function import FunctionClass, UndefinedFunction
 from sympy.printing.repr import ReprPrinter
 
-from .calculus import Batch
+from .calculus import Batch, SampleIndex
 from .core import UNDECIDED, Claim, Result
 
 FORMAT = 1
@@ -119,6 +119,8 @@ class _Canonical(ReprPrinter):
         assumptions = sorted(expr._assumptions_orig.items())
         if expr.is_Dummy:
             assumptions.append(("dummy_index", expr.dummy_index))
+        if isinstance(expr, SampleIndex):
+            assumptions.append(("axis", self.doprint(expr.axis)))
         return f"{type(expr).__qualname__}({expr.name!r}, {assumptions!r})"
 
 

@@ -26,7 +26,7 @@ from sympy.core.function import FunctionClass
 
 __all__ = [
     "Batch", "SampleIndex", "Mean", "BatchSum", "Held", "Grad", "activation", "held", "release",
-    "is_reduction", "BOUND_INDICES",
+    "is_reduction", "BOUND_INDICES", "Axis",
 ]
 
 # Canonical bound indices, one per nesting depth.  They are Dummies with fixed dummy_index so
@@ -38,13 +38,26 @@ BOUND_INDICES = tuple(sp.Dummy(n, integer=True, positive=True, dummy_index=900 +
 
 
 class SampleIndex(sp.Symbol):
-    """A free sample index: a statement with index i holds "for every sample i"."""
+    """A free index along one axis: a statement with index i holds "for every i in 1..N".
 
-    def __new__(cls, name: str):
-        return sp.Symbol.__new__(cls, name, integer=True, positive=True)
+    ``axis`` is the size symbol of the axis the index runs over (N for samples, C for
+    channels, ...).  It is part of the index's identity: i over N and i over C are two
+    indices, so a reduction can tell whether an index lies in its own range.
+    """
+
+    def __new__(cls, name: str, axis: sp.Symbol):
+        axis = sp.sympify(axis)
+        if not (isinstance(axis, sp.Symbol) and axis.is_integer and axis.is_positive):
+            raise ValueError(f"index {name}: its axis must be a size symbol such as N")
+        obj = sp.Symbol.__xnew__(cls, name, integer=True, positive=True)
+        obj.axis = axis
+        return obj
+
+    def _hashable_content(self):
+        return super()._hashable_content() + (self.axis,)
 
     def __getnewargs_ex__(self):   # pickling: the assumptions are the class's own
-        return ((self.name,), {})
+        return ((self.name, self.axis), {})
 
 
 def _depth(expr: sp.Basic) -> int:
@@ -238,7 +251,9 @@ copyreg.pickle(ActivationClass, _reduce)
 
 
 class Batch:
-    """A batch of ``size`` samples; the factory for samples, parameters and reductions.
+    """An axis of ``size`` entries -- the batch of N samples, or C channels, H positions, ... --
+    and the factory for its indices, reductions, samples and parameters.  ``Axis`` is the
+    same class: a claim may use several, each reduction naming the axis it runs over.
 
     >>> B = Batch("N")
     >>> u = B.samples("u"); i = B.index("i"); b = B.param("b")
@@ -267,8 +282,8 @@ class Batch:
         return sp.IndexedBase(latex or name, **assumptions)
 
     def index(self, name: str) -> SampleIndex:
-        """A free sample index ("for every sample i")."""
-        return SampleIndex(name)
+        """A free index along this axis ("for every sample i")."""
+        return SampleIndex(name, self.size)
 
     def param(self, name: str, **assumptions) -> sp.Symbol:
         """A scalar shared by every sample (a bias, a learning rate, ...)."""
@@ -289,3 +304,6 @@ class Batch:
     def center(self, body, index):
         """body - E[body]: the centering of section 2 of the batch-normalization paper."""
         return body - self.mean(body, index)
+
+
+Axis = Batch   # an axis is to an index what a batch is to a sample

@@ -19,6 +19,7 @@ from typing import Any
 
 import sympy as sp
 
+from .axes import AxisError, axes_of, layout
 from .calculus import Batch, BatchSum, Mean
 
 _Z = sp.Symbol("z", real=True)
@@ -61,7 +62,8 @@ class Claim:
 
     ``functions`` maps each arbitrary function in the statement (an ``activation``) to concrete
     instances used by the numeric and counterexample layers (ordered simplest first).
-    ``min_size`` is the smallest batch size the assumptions allow.  ``domain`` lists closed
+    ``min_size`` is the smallest batch size the assumptions allow (``min_sizes`` the smallest
+    size of another axis, 1 when not given).  ``domain`` lists closed
     expressions that must be positive where the statement is defined (a variance at
     epsilon = 0): instances and counterexamples outside it are not drawn.
     """
@@ -80,22 +82,43 @@ class Claim:
     ranges: tuple[tuple[sp.Symbol, tuple[float, float]], ...] = ()
     domain: tuple[sp.Expr, ...] = ()   # closed expressions that must be > 0 (sigma^2 > 0)
     explicit_up_to: int | None = None  # largest explicit N worth its time (None: settings')
+    min_sizes: tuple[tuple[sp.Symbol, int], ...] = ()  # (axis, smallest size) beyond the batch
 
     def __post_init__(self):
         if self.expected is not None and self.expected not in VERDICTS:
             raise ValueError(f"{self.id}: expected verdict must be one of {VERDICTS}")
         if not self.equations:
             raise ValueError(f"{self.id}: a claim needs at least one equation")
-        for eq in self.equations:
-            for side in (eq.lhs, eq.rhs):
-                for node in side.atoms(Mean, BatchSum):
-                    if node.size != self.batch.size:
-                        raise ValueError(f"{self.id}: a reduction over {node.size} samples in a "
-                                         f"claim about a batch of {self.batch.size}")
-                for ix in side.atoms(sp.Indexed):
-                    if len(ix.indices) != 1:
-                        raise ValueError(f"{self.id}: {ix} has {len(ix.indices)} indices; a "
-                                         "sample takes exactly one")
+        sides = [side for eq in self.equations for side in (eq.lhs, eq.rhs)]
+        try:
+            layout(*sides, *self.domain)
+        except AxisError as err:
+            raise ValueError(f"{self.id}: {err}") from None
+        for side in sides:
+            for node in side.atoms(Mean, BatchSum):
+                if not (isinstance(node.size, sp.Symbol) and node.size.is_integer
+                        and node.size.is_positive):
+                    raise ValueError(f"{self.id}: a reduction over {node.size} entries; an "
+                                     "axis size is a symbol such as N")
+        for axis, n in self.min_sizes:
+            if axis not in self.axes:
+                raise ValueError(f"{self.id}: min_sizes names {axis}, which is not an axis of "
+                                 "the claim")
+            if not (isinstance(n, int) and n >= 1):
+                raise ValueError(f"{self.id}: the smallest size of {axis} must be a whole "
+                                 "number >= 1")
+
+    @property
+    def axes(self) -> tuple:
+        """Every axis of the claim, the batch's first: (N,), or (N, C, H) for a tensor."""
+        sides = [side for eq in self.equations for side in (eq.lhs, eq.rhs)]
+        return axes_of(*sides, first=self.batch.size)
+
+    def minimums(self) -> dict:
+        """{axis: smallest size the assumptions allow}, in the order of ``axes``."""
+        stated = dict(self.min_sizes)
+        return {a: stated.get(a, self.min_size if a == self.batch.size else 1)
+                for a in self.axes}
 
 
 _SIGN_TEXT = (("positive", "> 0"), ("negative", "< 0"), ("nonnegative", r"\ge 0"),
@@ -110,7 +133,7 @@ def all_assumptions(claim: Claim) -> tuple[str, ...]:
     for eq in claim.equations:
         for side in (eq.lhs, eq.rhs):
             symbols |= {s for s in side.free_symbols if isinstance(s, sp.Symbol)
-                        and s != claim.batch.size and type(s) is sp.Symbol}
+                        and s not in claim.axes and type(s) is sp.Symbol}
             symbols |= {ix.base.label for ix in side.atoms(sp.Indexed)}
     for s in sorted(symbols, key=sp.default_sort_key):
         name = sp.latex(s)
@@ -159,6 +182,11 @@ class Counterexample:
     rhs: sp.Expr
     part: int = 0
     functions: tuple = ()  # (arbitrary function, the Lambda it was instantiated with), ...
+    sizes: dict = field(default_factory=dict)  # every axis's size when there are several
+
+    def all_sizes(self, claim: "Claim") -> dict:
+        """{axis: size} for every axis of ``claim`` (``size`` is the batch's)."""
+        return {**{a: 1 for a in claim.axes}, **self.sizes, claim.batch.size: self.size}
 
     @property
     def residual(self) -> sp.Expr:
