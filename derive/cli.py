@@ -288,6 +288,7 @@ SYMBOL = {"proved": "PROVED", "refuted": "REFUTED", "undecided": "UNDECIDED"}
 
 def _claim_lines(result) -> list[str]:
     """One line per claim, then, for a refuted or undecided one, what the user needs."""
+    from .render.common import failing_sizes, sizes_phrase
     from .text import plain_name, text
     v = result.verdict
     layers = "  ".join(_brief(e) for e in result.evidence)
@@ -296,7 +297,7 @@ def _claim_lines(result) -> list[str]:
         cex = v.counterexample
         values = ", ".join(f"{plain_name(k)} = {_value(x)}" for k, x in cex.values.items())
         fns = "".join(f", {text(f)} = {text(v)}" for f, v in cex.function_equations())
-        lines.append(f"    counterexample: N = {cex.size}: {values}{fns}")
+        lines.append(f"    counterexample: {sizes_phrase(failing_sizes(result))}: {values}{fns}")
         lines.append(f"    left = {text(cex.lhs)}, right = {text(cex.rhs)}, "
                      f"residual = {text(cex.residual)} (exact)")
         if v.residual is not None:

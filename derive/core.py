@@ -219,6 +219,8 @@ class Verdict:
     reason: str = ""
     residual: sp.Expr | None = None
     counterexample: Counterexample | None = None
+    defined_from: dict | None = None   # {axis: size} when the statement starts above the
+    #                                    claim's minimums (undefined below: a variance of 0)
 
     def __post_init__(self):
         if self.status not in VERDICTS:

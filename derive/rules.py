@@ -14,7 +14,7 @@ from typing import Callable
 
 import sympy as sp
 
-from .calculus import BOUND_INDICES, BatchSum, Grad, Held, Mean, SampleIndex, is_reduction
+from .calculus import BatchSum, Grad, Held, Mean, SampleIndex, is_reduction
 from .core import Step
 
 
@@ -96,22 +96,34 @@ def _constant(expr):
 
 
 def _sifting(expr):
-    def node(e):
-        if not is_reduction(e):
-            return None
+    # sum_j delta_jk h_j = h_k needs k in j's range 1..N: a free index of the reduction's own
+    # axis, or the bound index of an enclosing reduction over that axis.  An index of another
+    # axis (a channel c beside samples j) may lie outside 1..N, so its delta stays.
+    def sift(e, scope):
         j = e.index
         factors = sp.Mul.make_args(e.body)
         for n, f in enumerate(factors):
             if isinstance(f, sp.KroneckerDelta) and j in f.args:
                 other = f.args[1] if f.args[0] == j else f.args[0]
-                # only a sample index is known to lie in 1..N, where the delta picks a term
-                if not (isinstance(other, SampleIndex) or other in BOUND_INDICES) or other == j:
+                if other == j:
+                    continue
+                axis = other.axis if isinstance(other, SampleIndex) else scope.get(other)
+                if axis is None or axis != e.size:
                     continue
                 rest = sp.Mul(*(factors[:n] + factors[n + 1:]))
                 picked = rest.xreplace({j: other})
                 return picked / e.size if isinstance(e, Mean) else picked
         return None
-    return _bottom_up(expr, node)
+
+    def walk(e, scope):
+        if not e.args or e.is_Atom:
+            return e
+        inner = {**scope, e.index: e.size} if is_reduction(e) else scope
+        args = [walk(a, inner) for a in e.args]
+        new = e.func(*args) if any(a is not b for a, b in zip(args, e.args)) else e
+        out = sift(new, scope) if is_reduction(new) else None
+        return new if out is None else out
+    return walk(expr, {})
 
 
 def _roots(expr):

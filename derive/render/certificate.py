@@ -13,7 +13,7 @@ import sympy as sp
 from ..core import Result, all_assumptions, error_bound
 from ..rules import RULES
 from ..text import text
-from .common import library_versions
+from .common import library_versions, proved_from
 from .latex import equation_tex, tex
 
 FORMAT_VERSION = 1
@@ -86,6 +86,10 @@ def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
             "functions": {text(f): text(v) for f, v in cex.function_equations()},
             "lhs": sp.sstr(cex.lhs), "rhs": sp.sstr(cex.rhs),
             "residual": sp.sstr(cex.residual), "exact": True}
+        if len(c.axes) > 1:
+            out["counterexample"]["sizes"] = {sp.sstr(a): n for a, n in cex.all_sizes(c).items()}
+    if len(c.axes) > 1 or v.defined_from:
+        out["proved_from"] = {sp.sstr(a): n for a, n in proved_from(result).items()}
     return out
 
 

@@ -5,16 +5,37 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+import sympy as sp
+
 from ..core import PROVED, REFUTED, Result
 from ..story import Section, Story  # noqa: F401  (re-exported for the renderers)
+
+
+def proved_from(result: Result) -> dict:
+    """{axis: smallest size} the proof covers: the claim's minimums, raised where the
+    statement is only defined from a larger size (a variance at epsilon = 0 needs N >= 2)."""
+    return {**result.claim.minimums(), **(result.verdict.defined_from or {})}
+
+
+def failing_sizes(result: Result) -> dict:
+    """{axis: size} of the counterexample, every axis of the claim."""
+    return result.verdict.counterexample.all_sizes(result.claim)
+
+
+def sizes_phrase(sizes: dict, relation: str = "=", latex: bool = False) -> str:
+    """"N = 2" or "N = 2, C = 3" (relation "≥": "N ≥ 1, C ≥ 1"); with ``latex`` as math."""
+    if latex:
+        rel = {"=": "=", "≥": r"\ge"}[relation]
+        return r",\ ".join(f"{sp.latex(a)} {rel} {n}" for a, n in sizes.items())
+    return ", ".join(f"{sp.sstr(a)} {relation} {n}" for a, n in sizes.items())
 
 
 def verdict_phrase(result: Result) -> str:
     v = result.verdict
     if v.status == PROVED:
-        return f"PROVED for every N ≥ {result.claim.min_size}"
+        return f"PROVED for every {sizes_phrase(proved_from(result), '≥')}"
     if v.status == REFUTED:
-        return f"REFUTED at N = {v.counterexample.size}"
+        return f"REFUTED at {sizes_phrase(failing_sizes(result))}"
     return "UNDECIDED"
 
 

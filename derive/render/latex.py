@@ -16,7 +16,8 @@ from sympy.printing.latex import LatexPrinter
 from ..calculus import BatchSum, Grad, Held, Mean
 from ..core import PROVED, REFUTED, Result, all_assumptions, error_bound
 from ..rules import RULES
-from .common import Story, implementation_check, library_versions
+from .common import (Story, failing_sizes, implementation_check, library_versions, proved_from,
+                     sizes_phrase)
 
 
 class BatchLatexPrinter(LatexPrinter):
@@ -60,8 +61,14 @@ class BatchLatexPrinter(LatexPrinter):
         free sample index mixes with it.  Otherwise None (the sum is printed)."""
         j = expr.index
         samples = _own_samples(expr.body)   # an inner statistic is closed: not looked into
-        if not samples or any(s.indices != (j,) for s in samples) \
-                or expr.body.has(sp.KroneckerDelta):
+        if not samples or expr.body.has(sp.KroneckerDelta):
+            return None
+        if any(len(s.indices) > 1 for s in samples):
+            # a tensor (x_{j,c}): the mean names the index it runs over, E_j[x_{j,c}]
+            if any(j not in s.indices for s in samples):
+                return None
+            return rf"\operatorname{{E}}_{{{self._print(j)}}}\!\left[{self._print(expr.body)}\right]"
+        if any(s.indices != (j,) for s in samples):
             return None
         plain = expr.body.xreplace({s: _SampleName(str(s.base.label)) for s in samples})
         return rf"\operatorname{{E}}\!\left[{self._print(plain)}\right]"
@@ -238,9 +245,9 @@ def _escape(text: str) -> str:
 def _verdict_box(result: Result) -> str:
     v = result.verdict
     if v.status == PROVED:
-        phrase = rf"PROVED for every ${tex(result.claim.batch.size)} \ge {result.claim.min_size}$"
+        phrase = rf"PROVED for every ${sizes_phrase(proved_from(result), '≥', latex=True)}$"
     elif v.status == REFUTED:
-        phrase = rf"REFUTED at ${tex(result.claim.batch.size)} = {v.counterexample.size}$"
+        phrase = rf"REFUTED at ${sizes_phrase(failing_sizes(result), latex=True)}$"
     else:
         phrase = "UNDECIDED"
     return rf"\verdict{{{v.status}}}{{{phrase}}}"
@@ -337,8 +344,10 @@ def _counterexample_tex(result: Result) -> list[str]:
         shown = (r"\left(" + ", ".join(tex(x) for x in v) + r"\right)") if isinstance(v, list) \
             else tex(v)
         values.append(f"{name} = {shown}")
-    lines = [r"\paragraph{Counterexample.} The smallest batch size that fails is "
-             rf"${tex(result.claim.batch.size)} = {cex.size}$. Take ${', '.join(values)}$"
+    smallest = ("batch size that fails is" if len(result.claim.axes) == 1
+                else "sizes that fail are")
+    lines = [rf"\paragraph{{Counterexample.}} The smallest {smallest} "
+             rf"${sizes_phrase(failing_sizes(result), latex=True)}$. Take ${', '.join(values)}$"
              + "".join(rf" and ${tex(f)} = {tex(v)}$" for f, v in cex.function_equations())
              + ". Then",
              r"\[ \text{left} = " + tex(cex.lhs) + r",\qquad \text{right} = " + tex(cex.rhs)
@@ -368,7 +377,8 @@ def _finding_tex(result: Result, e) -> str:
         return "a residual does not reduce to $0$: " + ", ".join(f"${tex(r)}$" for r in residuals)
     cex = result.verdict.counterexample
     if e.kind == "counterexample" and cex is not None:
-        return rf"$N = {cex.size}$: residual ${tex(cex.residual)}$ (exact)"
+        return (rf"${sizes_phrase(failing_sizes(result), latex=True)}$: residual "
+                rf"${tex(cex.residual)}$ (exact)")
     return _escape(e.summary)
 
 
@@ -614,11 +624,9 @@ def cite_claims(text: str, by_id) -> str:
     def one(match):
         r = by_id[match.group(1)]
         v = r.verdict
-        size = tex(r.claim.batch.size)
-        word = {PROVED: rf"proved for every ${size} \ge {r.claim.min_size}$",
-                REFUTED: rf"refuted at ${size} = "
-                         rf"{v.counterexample.size if v.counterexample else '?'}$"}.get(
-                    v.status, "undecided")
+        word = {PROVED: lambda: rf"proved for every ${sizes_phrase(proved_from(r), '≥', True)}$",
+                REFUTED: lambda: rf"refuted at ${sizes_phrase(failing_sizes(r), latex=True)}$"
+                }.get(v.status, lambda: "undecided")()
         return rf"\cited{{{v.status}}}{{{word}}}{{{r.id}}}"
     return _CITE.sub(one, text)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from ..core import Result, all_assumptions
-from .common import evidence_rows, implementation_check, verdict_phrase
+from .common import (evidence_rows, failing_sizes, implementation_check, sizes_phrase,
+                     verdict_phrase)
 from .latex import equation_tex, tex
 
 _INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
@@ -39,7 +40,7 @@ def claim_md(result: Result) -> str:
         cex = v.counterexample
         vals = ", ".join(f"${k} = {tex(tuple(v)) if isinstance(v, list) else tex(v)}$"
                          for k, v in cex.values.items())
-        lines += ["", f"Counterexample (smallest N = {cex.size}): {vals}"
+        lines += ["", f"Counterexample (smallest {sizes_phrase(failing_sizes(result))}): {vals}"
                   + "".join(f", ${tex(f)} = {tex(v)}$" for f, v in cex.function_equations())
                   + f"; left = ${tex(cex.lhs)}$, right = ${tex(cex.rhs)}$, residual "
                   f"${tex(cex.residual)}$ (exact)."]
