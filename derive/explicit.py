@@ -9,6 +9,13 @@ with the statistics as free symbols (if it vanishes for all their values it vani
 actual ones), and only otherwise are their definitions substituted and the full expression
 expanded.  Term-by-term expansion of the centering identity at N = 1024 costs minutes; with
 shared statistics it costs milliseconds.
+
+A claim may have several axes (docs/design-axes.md): each axis has its concrete size, a
+reduction runs over its own axis, a free index over its own, and x[n, c] is one symbol per
+entry (x_{2,3}).  A derivative may contain derivatives: the inner one's value is an expression
+in the samples and the statistic symbols, and the outer one differentiates it again by the same
+chain rule (a held statistic stays held; a node set to its value inside a derivative gets new
+statistics defined at that value, so that held ones stay held there too).
 """
 
 from __future__ import annotations
@@ -21,57 +28,132 @@ import numpy as np
 import sympy as sp
 from sympy.polys.monomials import monomial_gcd
 
+from .axes import AxisError, index_axis, layout
 from .calculus import Grad, Held, SampleIndex, is_reduction
 from .core import Unsupported
 from .deadline import checkpoint
 
 
 class ExplicitBatch:
-    """Evaluates batch expressions at one concrete batch size."""
+    """Evaluates batch expressions at one concrete batch size.
 
-    def __init__(self, size: int, size_symbol: sp.Symbol):
+    ``sizes`` maps every axis of a claim over several axes (N samples, C channels, ...) to its
+    concrete size; it must agree with ``size`` on ``size_symbol``.  Without it the batch has
+    one axis.  A reduction runs over its own axis (``node.size``), a free index over its own
+    (``SampleIndex.axis``), and a tensor x[n, c] has one symbol per entry.
+    """
+
+    def __init__(self, size: int, size_symbol: sp.Symbol, sizes: dict | None = None):
         if size < 1:
             raise ValueError("a batch has at least one sample")
         self.size = size
         self.size_symbol = size_symbol
+        if sizes is None:
+            self.sizes = {size_symbol: size}
+        else:
+            self.sizes = {}
+            for axis, n in sizes.items():
+                if not (isinstance(n, (int, np.integer)) or getattr(n, "is_Integer", False)) \
+                        or int(n) < 1:
+                    raise ValueError(f"the size of the axis {axis} must be a whole number "
+                                     f">= 1, not {n}")
+                self.sizes[axis] = int(n)
+            if self.sizes.setdefault(size_symbol, size) != size:
+                raise ValueError(f"the batch axis {size_symbol} has size {size}, but sizes "
+                                 f"says {self.sizes[size_symbol]}")
         self.definitions: dict[sp.Symbol, sp.Expr] = {}   # statistic symbol -> explicit value
         self.held: set[sp.Symbol] = set()                 # statistics with zero derivative
         self._cache: dict = {}
         self._derivs: dict = {}
         self._samples: dict = {}
         self._zero: dict = {}   # residuals repeat across samples: decide each once
+        self._bound: dict = {}  # bound index -> its reduction's axis, while it is written out
+        self._layout: dict = {}     # tensor base -> axis per position (several axes only)
+        self._laid_out: set = set()
+        self._nesting = 0       # > 0 while writing out the inside of a derivative
+        self.multi_axis = len(self.sizes) > 1
 
     # -- evaluation --------------------------------------------------------------------------
 
-    def sample(self, base: sp.IndexedBase, t: int) -> sp.Symbol:
+    def sample(self, base: sp.IndexedBase, t) -> sp.Symbol:
+        """The symbol of one entry: ``t`` a sample number, or a tuple of numbers, one per
+        index of the tensor (x[2, 3] is x_{2,3})."""
+        if isinstance(t, tuple):
+            t = tuple(int(v) for v in t)
+            if len(t) == 1:
+                t = t[0]
+        else:
+            t = int(t)
         key = (base, t)
         if key not in self._samples:
             # a Dummy: never equal to a user's symbol that happens to be named u_1
             signs = {k: v for k, v in base.label.assumptions0.items() if k in SIGNS}
-            self._samples[key] = sp.Dummy(f"{base.name}_{t}", **{"real": True, **signs})
+            name = (f"{base.name}_{t}" if isinstance(t, int)
+                    else f"{base.name}_{{{','.join(map(str, t))}}}")
+            self._samples[key] = sp.Dummy(name, **{"real": True, **signs})
         return self._samples[key]
 
     def samples(self) -> dict:
         return dict(self._samples)
 
-    def _index_value(self, idx, env):
+    def _index_value(self, idx, env, axis=None):
+        """The number an index expression stands for, checked against its axis's range
+        (``axis``: the tensor position's, for an index that is a plain number)."""
         if idx in env:
             t = env[idx]
+        else:
+            value = sp.sympify(idx).xreplace({k: sp.Integer(v) for k, v in env.items()})
+            if not value.is_Integer:
+                raise Unsupported(f"sample index {idx} is not bound to a sample")
+            t = int(value)
+        if not self.multi_axis:
             if not 1 <= t <= self.size:
                 raise Unsupported(f"sample index {t} outside 1..{self.size}")
             return t
-        value = sp.sympify(idx).xreplace({k: sp.Integer(v) for k, v in env.items()})
-        if not value.is_Integer:
-            raise Unsupported(f"sample index {idx} is not bound to a sample")
-        t = int(value)
-        if not 1 <= t <= self.size:
-            raise Unsupported(f"sample index {t} outside 1..{self.size}")
+        own = self._axis_of(idx)
+        if own is not None and axis is not None and own != axis:
+            raise Unsupported(f"the index {idx} runs over {own}, but stands where {axis} does")
+        axis = own if own is not None else axis
+        if axis is None:
+            return t   # a number not at a tensor position (in a delta): nothing to check
+        if axis not in self.sizes:
+            raise Unsupported(f"no concrete size for the axis {axis} of the index {idx}")
+        if not 1 <= t <= self.sizes[axis]:
+            if axis == self.size_symbol:
+                raise Unsupported(f"sample index {t} outside 1..{self.sizes[axis]}")
+            raise Unsupported(f"index {idx} = {t} outside 1..{self.sizes[axis]} (the axis "
+                              f"{axis})")
         return t
+
+    def _axis_of(self, idx):
+        """The axis an index expression runs over: a free index's own, a bound index's from
+        the reduction being written out; None for a number or an unknown plain symbol."""
+        try:
+            return index_axis(idx, self._bound)
+        except AxisError as err:
+            raise Unsupported(str(err)) from None
+
+    def _entry(self, expr: sp.Indexed, env) -> sp.Symbol:
+        if not self.multi_axis and len(expr.indices) == 1:
+            return self.sample(expr.base, self._index_value(expr.indices[0], env))
+        positions = self._layout.get(expr.base, ())
+        values = []
+        for pos, idx in enumerate(expr.indices):
+            axis = positions[pos] if pos < len(positions) else None
+            if axis is None and not self.multi_axis:
+                axis = self.size_symbol
+            if axis is None and self._axis_of(idx) is None:
+                raise Unsupported(f"cannot tell which axis position {pos + 1} of "
+                                  f"{expr.base} runs over")
+            values.append(self._index_value(idx, env, axis))
+        return self.sample(expr.base, tuple(values))
 
     def _statistic(self, node, env, hold: bool) -> sp.Symbol:
         relevant = tuple(sorted(((k, v) for k, v in env.items() if k in node.free_symbols),
                                 key=lambda kv: kv[0].name))
         key = (node, relevant, hold)
+        if self._nesting and node.has(Grad):
+            key += ("nested",)   # a node's derivative inside a derivative: kept apart
         if key in self._cache:
             return self._cache[key]
         checkpoint()   # a safe point of the time budget: one per statistic written out
@@ -81,10 +163,20 @@ class ExplicitBatch:
             self.definitions[sym] = value
             self.held.add(sym)
         else:
-            terms = [self.eval(node.body, {**env, node.index: t})
-                     for t in range(1, self.size + 1)]
+            n = self.sizes.get(node.size)
+            if n is None:
+                raise Unsupported(f"no concrete size for the axis {node.size} of a reduction")
+            outer = self._bound.get(node.index)
+            self._bound[node.index] = node.size
+            try:
+                terms = [self._eval(node.body, {**env, node.index: t}) for t in range(1, n + 1)]
+            finally:
+                if outer is None:
+                    del self._bound[node.index]
+                else:
+                    self._bound[node.index] = outer
             total = sp.Add(*terms)
-            value = total / self.size if node.symbol == "E" else total
+            value = total / n if node.symbol == "E" else total
             sym = sp.Dummy(f"s{len(self.definitions)}", real=True)
             self.definitions[sym] = value
         self._cache[key] = sym
@@ -92,11 +184,28 @@ class ExplicitBatch:
 
     def eval(self, expr: sp.Expr, env: dict | None = None, hold: bool = False) -> sp.Expr:
         """The explicit value of ``expr`` with free indices bound by ``env``."""
-        env = env or {}
-        if expr == self.size_symbol:
-            return sp.Integer(self.size)
+        expr = sp.sympify(expr)
+        if self.multi_axis and expr not in self._laid_out:
+            try:
+                found = layout(expr)
+            except AxisError as err:
+                raise Unsupported(str(err)) from None
+            for base, axes in found.items():
+                known = self._layout.get(base)
+                if known is not None and len(known) == len(axes):
+                    for a, b in zip(known, axes):
+                        if a is not None and b is not None and a != b:
+                            raise Unsupported(f"{base} is indexed along {a} and along {b}")
+                    axes = tuple(a if a is not None else b for a, b in zip(known, axes))
+                self._layout[base] = axes
+            self._laid_out.add(expr)
+        return self._eval(expr, env or {}, hold)
+
+    def _eval(self, expr: sp.Expr, env: dict, hold: bool = False) -> sp.Expr:
+        if expr.is_Symbol and expr in self.sizes:
+            return sp.Integer(self.sizes[expr])
         if isinstance(expr, sp.Indexed):
-            return self.sample(expr.base, self._index_value(expr.indices[0], env))
+            return self._entry(expr, env)
         if isinstance(expr, SampleIndex) or (isinstance(expr, sp.Symbol) and expr in env):
             return sp.Integer(self._index_value(expr, env))
         if isinstance(expr, sp.KroneckerDelta):
@@ -108,26 +217,64 @@ class ExplicitBatch:
             inner = expr.args[0]
             if is_reduction(inner):
                 return self._statistic(inner, env, True)
-            value = self.eval(inner, env)
+            value = self._eval(inner, env)
             sym = sp.Dummy(f"sg{len(self.definitions)}", real=True)
             self.definitions[sym] = value
             self.held.add(sym)
             return sym
         if isinstance(expr, Grad):
-            if expr.expr.has(Grad):
-                raise Unsupported("nested derivatives")
-            value = self.eval(expr.expr, env)
-            wrt = self.eval(expr.wrt, env)
-            if not wrt.is_Symbol:
-                raise Unsupported(f"cannot differentiate with respect to {expr.wrt}")
-            if expr.at is None:
-                return self.total_derivative(value, wrt)
-            # a node's partial derivative: its inputs fixed, then the node set to its value
-            derivative = self.resolve(self.total_derivative(value, wrt), only_with=wrt)
-            return derivative.xreplace({wrt: self.eval(expr.at, env)})
+            return self._derivative(expr, env)
         if not expr.args or expr.is_Atom:
             return expr
-        return expr.func(*[self.eval(a, env) for a in expr.args])
+        return expr.func(*[self._eval(a, env) for a in expr.args])
+
+    def _derivative(self, expr: Grad, env) -> sp.Expr:
+        """A derivative of the written-out value, through every statistic that is not held.
+        The inside of a derivative may hold derivatives itself: their values are expressions
+        in the samples and the statistic symbols, differentiated again the same way."""
+        self._nesting += 1
+        try:
+            value = self._eval(expr.expr, env)
+        finally:
+            self._nesting -= 1
+        wrt = self._eval(expr.wrt, env)
+        if not wrt.is_Symbol:
+            raise Unsupported(f"cannot differentiate with respect to {expr.wrt}")
+        if expr.at is None:
+            return self.total_derivative(value, wrt)
+        # a node's partial derivative: its inputs fixed, then the node set to its value
+        at = self._eval(expr.at, env)
+        derivative = self.total_derivative(value, wrt)
+        if self._nesting:
+            return self.set_at(derivative, wrt, at)
+        return self.resolve(derivative, only_with=wrt).xreplace({wrt: at})
+
+    def set_at(self, value: sp.Expr, wrt: sp.Symbol, at: sp.Expr) -> sp.Expr:
+        """``value`` with ``wrt`` set to ``at``: each statistic that depends on ``wrt`` is
+        replaced by a new one defined at that point (a held one stays held), so the result
+        can be differentiated again through its statistics."""
+        memo: dict = {}
+
+        def statistic(s):
+            if s not in memo:
+                definition = self.definitions[s]
+                replaced = replace(definition)
+                if replaced == definition:
+                    memo[s] = s
+                else:
+                    name = "sg" if s in self.held else "s"
+                    new = sp.Dummy(f"{name}{len(self.definitions)}", real=True)
+                    self.definitions[new] = replaced
+                    if s in self.held:
+                        self.held.add(new)
+                    memo[s] = new
+            return memo[s]
+
+        def replace(e):
+            stats = sorted(e.free_symbols & self.definitions.keys(), key=sp.default_sort_key)
+            return e.xreplace({wrt: at, **{s: statistic(s) for s in stats}})
+
+        return replace(value)
 
     # -- differentiation through shared statistics -------------------------------------------
 
@@ -466,10 +613,26 @@ def _simplify(value):
     return sp.cancel(sp.together(value))
 
 
-def index_assignments(indices: Iterable[sp.Symbol], size: int):
-    """Every assignment of the free sample indices to 1..size."""
-    indices = sorted(indices, key=lambda s: s.name)
-    for values in itertools.product(range(1, size + 1), repeat=len(indices)):
+def index_assignments(indices: Iterable[sp.Symbol], sizes):
+    """Every assignment of the free indices: ``sizes`` an int (every index over 1..sizes)
+    or a dict by axis (each index over 1..sizes[index.axis])."""
+    if not isinstance(sizes, dict):
+        indices = sorted(indices, key=lambda s: s.name)
+        for values in itertools.product(range(1, sizes + 1), repeat=len(indices)):
+            yield dict(zip(indices, values))
+        return
+    indices = sorted(indices, key=lambda s: (s.name, str(getattr(s, "axis", ""))))
+    ranges = []
+    for s in indices:
+        axis = getattr(s, "axis", None)
+        if axis in sizes:
+            n = sizes[axis]
+        elif axis is None and len(sizes) == 1:
+            n = next(iter(sizes.values()))
+        else:
+            raise Unsupported(f"no concrete size for the axis {axis} of the index {s}")
+        ranges.append(range(1, int(n) + 1))
+    for values in itertools.product(*ranges):
         yield dict(zip(indices, values))
 
 

@@ -7,7 +7,11 @@ to exact numbers) with code of its own, sharing nothing with ``counterexample`` 
 ``explicit``: every reduction written out as the plain sum of its N summands, a derivative
 taken by ``sympy.diff`` on the written-out expression, a held statistic replaced by a symbol
 while differentiating and by its value afterwards.  Values are substituted at the leaves, so an
-expression undefined at the instance (a division by zero) is undefined here too.
+expression undefined at the instance (a division by zero) is undefined here too.  A derivative
+inside a derivative is written out as an expression in the symbols and differentiated again (a
+held value stays a constant until the outermost derivative is taken).  Over several axes, each
+reduction runs over its own axis's size and a tensor's values are a nested list in the order of
+its axes (``axes.layout``).
 
 The answer is ``confirmed``: True when the two sides are exact, real, defined and differ (a
 rational difference, or an algebraic one whose minimal polynomial is not z; a transcendental
@@ -23,6 +27,7 @@ from typing import Any
 
 import sympy as sp
 
+from .axes import AxisError, layout
 from .calculus import BatchSum, Grad, Held, Mean, SampleIndex
 from .core import Claim
 
@@ -48,17 +53,27 @@ class _NotAnInstance(Exception):
 
 
 def confirm(claim: Claim, cex) -> Recheck:
-    """Re-check a ``Counterexample`` of ``claim`` from its printed values."""
-    return confirm_values(claim, cex.size, cex.values, part=cex.part, functions=cex.functions)
+    """Re-check a ``Counterexample`` of ``claim`` from its printed values (at every axis's
+    size, ``cex.all_sizes(claim)``, for a claim over several axes)."""
+    sizes = cex.all_sizes(claim) if getattr(cex, "sizes", None) else None
+    return confirm_values(claim, cex.size, cex.values, part=cex.part, functions=cex.functions,
+                          sizes=sizes)
+
+
+recheck = confirm
 
 
 def confirm_values(claim: Claim, size: int, values: dict[str, Any], part: int = 0,
-                   functions=()) -> Recheck:
+                   functions=(), sizes: dict | None = None) -> Recheck:
     """Do the two sides of part ``part`` of ``claim`` differ at batch size ``size`` with
     ``values`` (sample base -> list of N exact numbers, parameter -> number, free sample
-    index -> 1..N), each arbitrary function replaced by its instance in ``functions``?"""
+    index -> 1..N), each arbitrary function replaced by its instance in ``functions``?
+
+    For a claim over several axes, ``sizes`` gives every axis's size ({axis symbol: int},
+    agreeing with ``size`` on the batch axis; an axis it leaves out has size 1), and a tensor
+    of k axes is a nested list of depth k in its layout order (x[n, c] -> x[n-1][c-1])."""
     try:
-        return _confirm(claim, size, values, part, functions)
+        return _confirm(claim, size, values, part, functions, sizes)
     except _NotAnInstance as err:
         return Recheck(False, f"not an instance of the claim: {err}")
     except _CannotTell as err:
@@ -67,17 +82,23 @@ def confirm_values(claim: Claim, size: int, values: dict[str, Any], part: int = 
         return Recheck(None, f"cannot be re-checked independently: {type(err).__name__}: {err}")
 
 
-def _confirm(claim, size, values, part, functions) -> Recheck:
+def _confirm(claim, size, values, part, functions, sizes=None) -> Recheck:
     if not isinstance(size, int) or size < max(claim.min_size, 1):
         raise _NotAnInstance(f"N = {size} is below the claim's smallest batch size "
                              f"{claim.min_size}")
     if not 0 <= part < len(claim.equations):
         raise _NotAnInstance(f"the claim has no part {part}")
+    sizes = _all_sizes(claim, size, sizes)
     eq = claim.equations[part]
+    try:
+        shapes = layout(*[side for e in claim.equations for side in (e.lhs, e.rhs)],
+                        *claim.domain)
+    except AxisError as err:
+        raise _CannotTell(str(err)) from None
     names = _names(claim)
-    samples: dict = {}     # (base, t) -> symbol
+    samples: dict = {}     # (base, (t, ...)) -> symbol
     numbers: dict = {}     # symbol -> exact value
-    env: dict = {}         # free sample index -> 1..N
+    env: dict = {}         # free index -> 1..its axis's size
     ranges = dict(claim.ranges)
     for name, value in values.items():
         if name not in names:
@@ -86,21 +107,23 @@ def _confirm(claim, size, values, part, functions) -> Recheck:
         if obj is None:
             raise _CannotTell(f"two variables of the claim are named {name}")
         if isinstance(obj, sp.IndexedBase):
-            if not isinstance(value, (list, tuple)) or len(value) != size:
-                raise _NotAnInstance(f"{name} needs {size} values")
-            for t, v in enumerate(value, 1):
-                sym = sp.Dummy(f"{name}_{t}", real=True)
+            for t, v in _entries(name, value, shapes.get(obj, (claim.batch.size,)), sizes):
+                label = f"{name}_{t[0]}" if len(t) == 1 else f"{name}_{{{','.join(map(str, t))}}}"
+                sym = sp.Dummy(label, real=True)
                 samples[(obj, t)] = sym
-                numbers[sym] = _admissible(obj.label, v, ranges.get(obj), f"{name}_{t}")
+                numbers[sym] = _admissible(obj.label, v, ranges.get(obj), label)
         elif isinstance(obj, SampleIndex):
+            top = sizes.get(obj.axis)
+            if top is None:
+                raise _CannotTell(f"no size for the axis {obj.axis} of the index {name}")
             if not (isinstance(value, int) or getattr(value, "is_Integer", False)) \
-                    or not 1 <= int(value) <= size:
-                raise _NotAnInstance(f"the index {name} = {value} is not in 1..{size}")
+                    or not 1 <= int(value) <= top:
+                raise _NotAnInstance(f"the index {name} = {value} is not in 1..{top}")
             env[obj] = int(value)
         else:
             numbers[obj] = _admissible(obj, value, ranges.get(obj), name)
     choice = dict(functions)
-    writer = _Writer(size, claim.batch.size, samples, numbers)
+    writer = _Writer(sizes, claim.batch.size, samples, numbers, shapes)
     for d in claim.domain:  # the statement says nothing outside its domain
         if writer.value(d, {}).is_positive is not True:
             raise _NotAnInstance(f"{d} is not positive there: outside the claim's domain")
@@ -124,6 +147,58 @@ def _confirm(claim, size, values, part, functions) -> Recheck:
     return Recheck(True, f"the sides differ ({how})", lhs, rhs)
 
 
+def _all_sizes(claim, size, sizes) -> dict:
+    """{axis: size} for every axis of the claim, checked against its smallest sizes."""
+    batch = claim.batch.size
+    out = {a: 1 for a in claim.axes}
+    if sizes is not None:
+        for axis, n in dict(sizes).items():
+            if not (isinstance(n, int) or getattr(n, "is_Integer", False)):
+                raise _NotAnInstance(f"the size {axis} = {n} is not a whole number")
+            out[axis] = int(n)
+        if out[batch] != size:
+            raise _NotAnInstance(f"the sizes give {batch} = {out[batch]}, not {size}")
+    out[batch] = size
+    for axis, least in claim.minimums().items():
+        if axis != batch and out[axis] < max(least, 1):
+            raise _NotAnInstance(f"{axis} = {out[axis]} is below the claim's smallest size "
+                                 f"{least} of that axis")
+    return out
+
+
+def _entries(name, value, axes, sizes):
+    """[((t_1, ..., t_k), value), ...] from a nested list of depth k in layout order; an
+    ``_NotAnInstance`` naming the shape expected when the list does not have it."""
+    dims = [sizes.get(a) if a is not None else None for a in axes]
+    if len(dims) == 1 and dims[0] is not None and not (
+            isinstance(value, (list, tuple)) and len(value) == dims[0]
+            and not any(isinstance(v, (list, tuple)) for v in value)):
+        raise _NotAnInstance(f"{name} needs {dims[0]} values")
+    found = []
+
+    def walk(v, prefix):
+        depth = len(prefix)
+        if depth == len(dims):
+            if isinstance(v, (list, tuple)):
+                raise _NotAnInstance(_shape_error(name, axes, dims))
+            found.append((prefix, v))
+            return
+        if not isinstance(v, (list, tuple)) or (dims[depth] is not None
+                                                and len(v) != dims[depth]):
+            raise _NotAnInstance(_shape_error(name, axes, dims))
+        for t, item in enumerate(v, 1):
+            walk(item, prefix + (t,))
+
+    walk(value, ())
+    return found
+
+
+def _shape_error(name, axes, dims) -> str:
+    shape = " x ".join("?" if d is None else str(d) for d in dims)
+    along = ", ".join("?" if a is None else sp.sstr(a) for a in axes)
+    return (f"{name} needs a nested list of shape {shape} (along {along}, in that order)")
+
+
 def _names(claim) -> dict:
     """Printed name -> the claim's variable (None where two variables share a name)."""
     found: dict = {}
@@ -138,7 +213,8 @@ def _names(claim) -> dict:
             for b in bases:
                 add(str(b), b)
             for s in side.atoms(sp.Symbol):
-                if isinstance(s, sp.Dummy) or s == claim.batch.size or s in labels:
+                if isinstance(s, sp.Dummy) or s == claim.batch.size or s in labels \
+                        or s in claim.axes:
                     continue
                 add(str(s), s)
     return found
@@ -169,46 +245,57 @@ def _instantiate(expr, choice: dict):
 
 
 class _Writer:
-    """Writes a batch expression out at one N: numbers at the leaves, or symbols inside a
-    derivative (substituted after differentiating)."""
+    """Writes a batch expression out at concrete sizes of its axes: numbers at the leaves, or
+    symbols inside a derivative (substituted after differentiating)."""
 
-    def __init__(self, size, size_symbol, samples, numbers):
-        self.size, self.size_symbol = size, size_symbol
+    def __init__(self, sizes, size_symbol, samples, numbers, shapes=None):
+        self.sizes, self.size_symbol = sizes, size_symbol
+        self.size = sizes[size_symbol]
         self.samples, self.numbers = samples, numbers
+        self.shapes = shapes or {}   # tensor base -> axis per position
 
     def value(self, expr, env) -> sp.Expr:
         return self._write(sp.sympify(expr), env, None)
 
-    def _index(self, idx, env) -> int:
+    def _index(self, idx, env, axis) -> int:
+        """The number index ``idx`` stands for, at a tensor position along ``axis``."""
         t = sp.sympify(idx).xreplace({k: sp.Integer(v) for k, v in env.items()})
-        if not t.is_Integer or not 1 <= int(t) <= self.size:
-            raise _CannotTell(f"the sample index {idx} is not a sample of the batch")
+        top = self.sizes.get(axis, self.size if axis is None else 0)
+        if not t.is_Integer or not 1 <= int(t) <= top:
+            if axis in (None, self.size_symbol):
+                raise _CannotTell(f"the sample index {idx} is not a sample of the batch")
+            raise _CannotTell(f"the index {idx} is not in 1..{top} (the axis {axis})")
         return int(t)
 
     def _sample(self, base, t):
         if (base, t) not in self.samples:
-            raise _CannotTell(f"no value for {base}_{t}")
+            if len(t) == 1:
+                raise _CannotTell(f"no value for {base}_{t[0]}")
+            raise _CannotTell(f"no value for {base}[{', '.join(map(str, t))}]")
         return self.samples[(base, t)]
 
     def _write(self, e, env, held):
         """``held`` is None outside a derivative (numbers), else the held statistics' values
         by placeholder symbol (symbols)."""
-        if e == self.size_symbol:
-            return sp.Integer(self.size)
+        if isinstance(e, sp.Symbol) and e in self.sizes:
+            return sp.Integer(self.sizes[e])
         if isinstance(e, sp.Indexed):
-            if len(e.indices) != 1:
-                raise _CannotTell(f"{e} has more than one index")
-            sym = self._sample(e.base, self._index(e.indices[0], env))
+            axes = self.shapes.get(e.base, ())
+            t = tuple(self._index(i, env, axes[n] if n < len(axes) else None)
+                      for n, i in enumerate(e.indices))
+            sym = self._sample(e.base, t)
             return sym if held is not None else self.numbers[sym]
         if isinstance(e, sp.Symbol) and e in env:
             return sp.Integer(env[e])
         if isinstance(e, SampleIndex):
             raise _CannotTell(f"no value for the index {e}")
         if isinstance(e, (Mean, BatchSum)):
-            terms = [self._write(e.body, {**env, e.index: t}, held)
-                     for t in range(1, self.size + 1)]
+            if e.size not in self.sizes:
+                raise _CannotTell(f"no size for the axis {e.size}")
+            n = self.sizes[e.size]
+            terms = [self._write(e.body, {**env, e.index: t}, held) for t in range(1, n + 1)]
             total = sp.Add(*terms)
-            return total / self.size if isinstance(e, Mean) else total
+            return total / n if isinstance(e, Mean) else total
         if isinstance(e, Held):
             value = self._write(e.args[0], env, held)
             if held is None:
@@ -225,14 +312,29 @@ class _Writer:
         return e.func(*[self._write(a, env, held) for a in e.args])
 
     def _derivative(self, e: Grad, env, held):
-        if held is not None:
-            raise _CannotTell("a derivative inside a derivative")
+        """Outside a derivative (``held`` None): the derivative's number.  Inside one: the
+        derivative as an expression in the symbols, differentiated again by the outer one;
+        its held values stay placeholders (constants) until the outermost derivative is
+        taken."""
         inner: dict = {}
         function = self._write(e.expr, env, inner)
         wrt = self._write(e.wrt, env, {})
         if not isinstance(wrt, sp.Symbol):
             raise _CannotTell(f"a derivative by {e.wrt}")
         out = sp.diff(function, wrt)
+        if held is not None:
+            # inside a derivative: keep it symbolic; with ``at``, the node is set to its value
+            # in the derivative and in the held values written for it
+            if e.at is None:
+                held.update(inner)
+                return out
+            at = self._write(e.at, env, held)
+            moved: dict = {}
+            for placeholder, value in inner.items():   # in creation order: inner ones first
+                new = sp.Dummy("held", real=True)
+                held[new] = value.xreplace({wrt: at, **moved})
+                moved[placeholder] = new
+            return out.xreplace({wrt: at, **moved})
         for _ in range(len(inner) + 1):   # held values may hold placeholders themselves
             if not out.free_symbols & inner.keys():
                 break
@@ -259,4 +361,4 @@ def _nonzero(value: sp.Expr) -> tuple[bool | None, str]:
     return None, ""
 
 
-__all__ = ["Recheck", "confirm", "confirm_values"]
+__all__ = ["Recheck", "confirm", "confirm_values", "recheck"]

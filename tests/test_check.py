@@ -117,3 +117,28 @@ def test_duplicate_claim_ids_across_files_are_a_usage_error(tmp_path):
     (tmp_path / "b.py").write_text(body)
     proc = check(tmp_path / "a.py", tmp_path / "b.py")
     assert (proc.returncode, "already used" in proc.stderr) == (2, True)
+
+
+def layers(stdout: str, claim_id: str) -> dict:
+    """{layer: "ok" | "no"} of one claim's line."""
+    line = next(ln for ln in stdout.splitlines() if ln.split()[1:2] == [claim_id])
+    words = line.split()
+    return {w: words[n + 1] for n, w in enumerate(words[:-1])
+            if w in ("symbolic", "explicit", "numeric", "torch", "jax", "counterexample")}
+
+
+def test_two_axis_example_bias_before_batch_norm_proved_before_layer_norm_refuted():
+    proc = check(EXAMPLES / "bias_before_normalization.py")
+    assert verdicts(proc.stdout) == {"axes.bias-before-batchnorm": "PROVED",
+                                     "axes.bias-before-layernorm": "REFUTED"}, proc.stderr
+    proved = layers(proc.stdout, "axes.bias-before-batchnorm")
+    assert {proved.get(k) for k in ("symbolic", "explicit", "numeric")} == {"ok"}
+    assert "counterexample: N = " in proc.stdout and ", C = " in proc.stdout
+
+
+def test_second_derivative_example_proved_and_held_version_refuted():
+    proc = check(EXAMPLES / "second_derivative.py")
+    assert verdicts(proc.stdout) == {"second.bias-curvature": "PROVED",
+                                     "second.bias-curvature-held": "REFUTED"}, proc.stderr
+    proved = layers(proc.stdout, "second.bias-curvature")
+    assert {proved.get(k) for k in ("symbolic", "explicit", "numeric")} == {"ok"}
