@@ -8,7 +8,9 @@ framework's own batch-norm operator in training mode, so that the formula is als
 against code this project did not write.  Inputs are drawn by Hypothesis (batch sizes from
 the claim's minimum to 64, bounded finite values, epsilon over the claim's range, 0 included
 where the claim allows it); a mismatch shrinks to a small failing input, reported with both
-values side by side.
+values side by side.  A claim over several axes (x[n, c]) draws a size for each axis, from
+its smallest (``claim.minimums()``) to ``AXIS_MAX``, with at most ``AXES_BUDGET`` entries in
+a tensor along all of them; its failures name every axis's size.
 
 The frameworks are optional: a framework that is not installed adds no evidence (the
 certificate's ``libraries`` says so), and importing one is paid once per run.
@@ -21,7 +23,12 @@ import time
 
 import numpy as np
 
+import contextlib
+
+import sympy as sp
+
 from .. import numeric
+from ..axes import layout, sizes_text
 from ..calculus import Grad, Held
 from ..core import Claim, Evidence, error_text, shown_pair
 from ..explicit import free_indices
@@ -33,6 +40,11 @@ MAX_SIZE = PADDED_WIDTH
 # |left - right| / (1 + max(|left|, |right|)), per dtype.  Autograd and the formula round
 # differently, and 1/s^3 grows as a variance approaches the domain's edge.
 TOLERANCE = {"float64": 1e-8}
+# a claim over several axes: each axis's size up to AXIS_MAX (or its smallest, if larger), at
+# most AXES_BUDGET entries in all; JAX pads every axis to its largest size (8 x 8 arrays, not
+# 64 x 64: the Jacobian of a derivative by x[n, c] has width^4 entries, a second one width^6)
+AXIS_MAX = 8
+AXES_BUDGET = 64
 INSTALL = {"torch": "pip install 'derive[torch]' (CPU build: pip install torch "
                     "--index-url https://download.pytorch.org/whl/cpu)",
            "jax": "pip install 'derive[jax]'"}
@@ -49,11 +61,51 @@ def applies(claim: Claim) -> bool:
     return any(side.has(Grad) for eq in claim.equations for side in (eq.lhs, eq.rhs))
 
 
+def _several_axes(claim: Claim) -> bool:
+    return len(claim.axes) > 1
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def axis_limits(claim: Claim) -> dict:
+    """{axis: (smallest, largest size drawn)} for a claim over several axes: each axis from
+    its smallest size to AXIS_MAX, so that the others at their smallest leave at most
+    AXES_BUDGET entries (never below the axis's own smallest)."""
+    mins = claim.minimums()
+    out = {}
+    for a, lo in mins.items():
+        others = _product(n for b, n in mins.items() if b != a)
+        out[a] = (lo, max(lo, min(AXIS_MAX, AXES_BUDGET // others)))
+    return out
+
+
+def instance_sizes(claim: Claim, inst) -> dict:
+    """Every axis's size in an instance (a one-axis instance knows only its batch's)."""
+    drawn = getattr(inst, "sizes", None) or {}
+    return {**{a: 1 for a in claim.axes}, **drawn, claim.batch.size: inst.size}
+
+
+def _instance(size, samples, params, choice, sizes):
+    """A ``numeric.Instance`` that knows every axis's size."""
+    try:
+        return numeric.Instance(size, samples, params, choice, sizes=sizes)
+    except TypeError:   # an Instance without sizes: kept beside it
+        inst = numeric.Instance(size, samples, params, choice)
+        inst.sizes = sizes
+        return inst
+
+
 class _Compiled:
     """A claim compiled for one backend and one choice of its arbitrary functions."""
 
     def __init__(self, claim: Claim, xp, choice: dict):
         self.indices = []
+        self.free_axes = []   # per equation, the axis of each free index (array order)
         formula, operator = [], []
         for eq in claim.equations:
             indices = sorted(free_indices(eq.lhs, eq.rhs), key=lambda s: s.name)
@@ -62,7 +114,12 @@ class _Compiled:
             operator += [Program(side, indices, claim.batch.size, xp, operators=True)
                          for side in sides]
             self.indices.append(len(indices))
+            self.free_axes.append([s.axis for s in indices])
         has_operator = any(p.operator_nodes for p in operator)
+        self.several = _several_axes(claim)
+        if self.several:
+            self._build_axes(claim, xp, choice, formula, operator if has_operator else [])
+            return
         if has_operator and xp.compiles:
             # one compiled function for both comparisons: compiling is what costs
             both = xp.runner(formula + operator)
@@ -76,6 +133,41 @@ class _Compiled:
         self.domain = [numeric.Compiled(numeric.instantiate(d, choice), [], claim.batch.size)
                        for d in claim.domain]
 
+    def _build_axes(self, claim, xp, choice, formula, operator):
+        """Every program of a claim over several axes in one runner: the formula's sides,
+        the operator's (if any) and the domain's expressions, evaluated by the framework too
+        (a domain expression may have free indices: a variance per channel > 0)."""
+        domain, self.domain_axes = [], []
+        for d in claim.domain:
+            indices = sorted(free_indices(d), key=lambda s: s.name)
+            domain.append(Program(numeric.instantiate(d, choice), indices, claim.batch.size, xp))
+            self.domain_axes.append([s.axis for s in indices])
+        widths = {a: hi for a, (lo, hi) in axis_limits(claim).items()}
+        sides = [side for eq in claim.equations for side in (eq.lhs, eq.rhs)]
+        axes = {"widths": widths, "layout": layout(*sides, *claim.domain)}
+        self.formula = self.operator = None
+        self.has_operator = bool(operator)
+        if xp.compiles:   # one compiled function for everything: compiling is what costs
+            run = xp.runner(formula + domain + operator, **axes)
+            first, others = (run, None)
+        else:             # the operator may refuse an instance (one sample, epsilon = 0)
+            first = xp.runner(formula + domain, **axes)
+            others = xp.runner(operator, **axes) if operator else None
+        split = len(formula)
+
+        def evaluate(size, samples, params, sizes):
+            """(formula's values, operator's or None where it refuses, domain's)."""
+            values = first(size, samples, params, sizes)
+            if others is not None:
+                try:
+                    values = values + others(size, samples, params, sizes)
+                except OperatorUndefined:
+                    values = values + [None] * len(operator)
+            used = values[split + len(domain):]
+            return (values[:split], None if None in used else used,
+                    values[split:split + len(domain)])
+        self.evaluate = evaluate
+
 
 def _pairs(values, free_counts, size):
     """(left, right) arrays per equation, restricted to the real samples."""
@@ -84,6 +176,18 @@ def _pairs(values, free_counts, size):
         left, right = (np.asarray(v, dtype=float) for v in values[2 * n: 2 * n + 2])
         left, right = np.broadcast_arrays(left, right)
         cut = tuple(slice(0, size) for _ in range(min(count, left.ndim)))
+        out.append((left[cut], right[cut]))
+    return out
+
+
+def _pairs_axes(values, free_axes, sizes):
+    """(left, right) arrays per equation, each free index's array axis cut to its own axis's
+    real size (a claim over several axes)."""
+    out = []
+    for n, axes in enumerate(free_axes):
+        left, right = (np.asarray(v, dtype=float) for v in values[2 * n: 2 * n + 2])
+        left, right = np.broadcast_arrays(left, right)
+        cut = tuple(slice(0, sizes[a]) for a in axes[:left.ndim])
         out.append((left[cut], right[cut]))
     return out
 
@@ -123,6 +227,8 @@ class _Run:
     def compare(self, inst: numeric.Instance):
         """[(comparison, error, left, right)] for one instance; [] outside the domain."""
         c = self.compiled(inst.choice)
+        if c.several:
+            return self._compare_axes(c, inst)
         samples = {b: np.asarray(v, dtype=float) for b, v in inst.samples.items()}
         ctx = numeric.Context(inst.size, samples, inst.params)
         with np.errstate(all="ignore"):
@@ -139,6 +245,30 @@ class _Run:
                                     inst.size))
             except OperatorUndefined:
                 err = None
+            if err is not None and not math.isnan(err[0]):
+                found.append(("operator", *err))
+            else:
+                self.operator["undefined"] += 1
+        return found
+
+    def _compare_axes(self, c: _Compiled, inst):
+        sizes = instance_sizes(self.claim, inst)
+        samples = {b: np.asarray(v, dtype=float) for b, v in inst.samples.items()}
+        formula, operator, domain = c.evaluate(inst.size, samples, inst.params, sizes)
+        with np.errstate(all="ignore"):
+            for value, axes in zip(domain, c.domain_axes):
+                value = np.asarray(np.real(value), dtype=float)
+                value = value[tuple(slice(0, sizes[a]) for a in axes[:value.ndim])]
+                if not np.all(value > numeric.DOMAIN_MARGIN):
+                    return []
+        found = []
+        err = _error(_pairs_axes(formula, c.free_axes, sizes))
+        if math.isnan(err[0]):
+            return []
+        found.append(("autograd", *err))
+        if c.has_operator:
+            err = None if operator is None else _error(_pairs_axes(operator, c.free_axes,
+                                                                   sizes))
             if err is not None and not math.isnan(err[0]):
                 found.append(("operator", *err))
             else:
@@ -178,11 +308,107 @@ def layers(claim: Claim, names, settings, deadline: float | None = None) -> list
         found = [e for e in (r.error(inst) for r in runs) if not math.isnan(e)]
         return max(found) if found else math.nan
 
-    count, _, failure = numeric.hypothesis_check(
+    draw = _hypothesis_axes if _several_axes(claim) else numeric.hypothesis_check
+    count, _, failure = draw(
         claim, settings.framework_examples, max_size=MAX_SIZE, deadline=deadline,
         error=error, tolerance=tolerance)
     shared = (time.perf_counter() - t0 - sum(r.seconds for r in runs)) / len(runs)
     return [_evidence(claim, r, count, failure, r.seconds + shared) for r in runs]
+
+
+class _Stop(BaseException):
+    """Ends a Hypothesis run at a deadline or after shrinking (not a test failure)."""
+
+
+def _hypothesis_axes(claim: Claim, max_examples: int, max_size=None, deadline=None,
+                     error=None, tolerance: float = numeric.TOLERANCE,
+                     shrink_steps: int = numeric.SHRINK_STEPS):
+    """``numeric.hypothesis_check`` for a claim over several axes: a size per axis (the
+    claim's axes in order, each between its smallest size and the largest that keeps the
+    tensors within AXES_BUDGET entries given the sizes drawn before), then every tensor's
+    entries in its layout's shape.  Derandomized; returns (count, worst error, failure)."""
+    from hypothesis import HealthCheck, assume, given, settings
+    from hypothesis import strategies as st
+
+    bases, params = numeric.variables(claim)
+    params = [p for p in params if p not in claim.axes]
+    shapes = layout(*[side for eq in claim.equations for side in (eq.lhs, eq.rhs)],
+                    *claim.domain)
+    limits = axis_limits(claim)
+    axes = list(limits)
+    functions = list(claim.functions)
+    seen = {"count": 0, "worst": 0.0, "last_failure": None, "shrink_until": math.inf}
+
+    def floats(lo, hi):   # as numeric's: magnitudes below TINY drawn as 0
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=64).map(
+            lambda v: 0.0 if abs(v) < numeric.TINY and lo <= 0.0 <= hi else v)
+
+    @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
+    @given(data=st.data())
+    def property_holds(data):
+        sizes = {}
+        for n, a in enumerate(axes):
+            lo, hi = limits[a]
+            room = AXES_BUDGET // (_product(sizes.values())
+                                   * _product(limits[b][0] for b in axes[n + 1:]))
+            sizes[a] = data.draw(st.integers(lo, max(lo, min(hi, room))), sp.sstr(a))
+        samples = {}
+        for b in bases:
+            shape = tuple(sizes.get(a, 1) for a in shapes.get(b, (claim.batch.size,)))
+            flat = data.draw(st.lists(floats(*numeric.value_range(claim, b)),
+                                      min_size=_product(shape), max_size=_product(shape)),
+                             str(b))
+            samples[b] = np.reshape(np.asarray(flat, dtype=float), shape)
+        values = {p: data.draw(st.integers(int(numeric.value_range(claim, p)[0]),
+                                           int(numeric.value_range(claim, p)[1]))
+                               if numeric.is_integer(p)
+                               else floats(*numeric.value_range(claim, p)), str(p))
+                  for p in params}
+        choice = {fn: data.draw(st.sampled_from(inst), str(fn)) for fn, inst in functions}
+        inst = _instance(sizes[claim.batch.size], samples, values, choice, sizes)
+        if (deadline is not None and time.monotonic() > deadline) \
+                or seen["count"] >= seen["shrink_until"]:
+            raise _Stop
+        err = error(inst)
+        assume(not math.isnan(err))  # outside the statement's domain
+        seen["count"] += 1
+        if err > tolerance:
+            seen["last_failure"] = inst
+            seen["shrink_until"] = min(seen["shrink_until"], seen["count"] + shrink_steps)
+        else:
+            seen["worst"] = max(seen["worst"], err)
+        assert err <= tolerance
+
+    reproducible = getattr(numeric, "_reproducible_draws", contextlib.nullcontext)
+    try:
+        with reproducible():
+            property_holds()
+    except (AssertionError, _Stop):
+        return seen["count"], seen["worst"], seen["last_failure"]
+    return seen["count"], seen["worst"], None
+
+
+def _instance_json(claim: Claim, inst) -> dict:
+    """An instance as JSON-ready values; over several axes, as ``numeric.instance_json``
+    writes them: "N" the batch's size, every other axis's size by its name, each tensor as
+    nested lists in its layout's order."""
+    if not _several_axes(claim):
+        return numeric.instance_json(inst)
+    out = {"N": inst.size}
+    out.update({sp.sstr(a): int(n) for a, n in instance_sizes(claim, inst).items()
+                if a != claim.batch.size})
+    out.update({str(b): np.asarray(v, dtype=float).tolist() for b, v in inst.samples.items()})
+    out.update({str(p): float(v) for p, v in inst.params.items()})
+    out.update({str(f): sp.sstr(lam) for f, lam in inst.choice.items()})
+    return out
+
+
+def _sizes_text(claim: Claim, inst) -> str:
+    """"N = 5" (one axis, as it always read), "N = 2, C = 3" (every axis)."""
+    if not _several_axes(claim):
+        return f"N = {inst.size}"
+    return sizes_text(instance_sizes(claim, inst))
 
 
 def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> Evidence:
@@ -193,10 +419,14 @@ def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> E
 def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
     xp, name = run.xp, run.xp.name
     t0 = time.perf_counter()
-    any_operator = any(c.operator is not None for c in run.cache.values())
+    any_operator = any(c.operator is not None or getattr(c, "has_operator", False)
+                       for c in run.cache.values())
+    several = _several_axes(claim)
+    limits = axis_limits(claim) if several else {}
     details = {
         "framework": name, "version": xp.version, "dtype": xp.dtype,
-        "tolerance": run.tolerance, "sizes": [claim.min_size, MAX_SIZE],
+        "tolerance": run.tolerance,
+        "sizes": list(limits[claim.batch.size]) if several else [claim.min_size, MAX_SIZE],
         "instances": count, "max_error": run.formula["max_error"],
         "checks": f"{count} instances", "failures": int(run.first_failure is not None),
         "error": "|left - right| / (1 + max(|left|, |right|))",
@@ -205,6 +435,9 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
                      "held_statistics": (("detach()" if name == "torch" else "stop_gradient")
                                          if _holds_statistics(claim) else None)},
     }
+    if several:
+        details["axes"] = {sp.sstr(a): list(r) for a, r in limits.items()}
+        details["entries"] = AXES_BUDGET
     if any_operator:
         details["operator"] = {"name": xp.operator, "instances": run.operator["instances"],
                                "max_error": run.operator["max_error"],
@@ -233,9 +466,11 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
     if count == 0:
         return done("not run: no instance in the claim's domain was drawn", None)
     if run.first_failure is None:
-        summary = (f"{run.formula['instances']} Hypothesis instances, N = "
-                   f"{claim.min_size}..{MAX_SIZE}, float64: autograd max error "
-                   f"{error_text(run.formula['max_error'])}")
+        ranges = (", ".join(f"{sp.sstr(a)} = {lo}..{hi}" for a, (lo, hi) in limits.items())
+                  + f" (at most {AXES_BUDGET} entries)" if several
+                  else f"N = {claim.min_size}..{MAX_SIZE}")
+        summary = (f"{run.formula['instances']} Hypothesis instances, {ranges}, float64: "
+                   f"autograd max error {error_text(run.formula['max_error'])}")
         if any_operator:
             undefined = run.operator["undefined"]
             summary += (f", {xp.operator} max error {error_text(run.operator['max_error'])} "
@@ -255,9 +490,9 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
         found = run.compare(shrunk)
     kind, err, left, right = max(found, key=lambda f: f[1])
     left, right = shown_pair(left, right)
-    details["failure"] = {"instance": numeric.instance_json(shrunk), "comparison": kind,
+    details["failure"] = {"instance": _instance_json(claim, shrunk), "comparison": kind,
                           "left": left, "right": right, "error": err}
     via = "autograd" if kind == "autograd" else xp.operator
-    return done(f"{name} {xp.version} ({via}, float64) disagrees: at N = {shrunk.size} "
-                f"({how}), left = {left:g}, right = {right:g}, error {err:.2g} > "
+    return done(f"{name} {xp.version} ({via}, float64) disagrees: at "
+                f"{_sizes_text(claim, shrunk)} ({how}), left = {left:g}, right = {right:g}, error {err:.2g} > "
                 f"{run.tolerance:.0e}", False)

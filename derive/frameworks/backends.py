@@ -5,7 +5,9 @@ float64.  PyTorch runs eagerly, one batch size at a time, with reverse-mode auto
 (``torch.autograd.grad``); a held statistic is ``detach()``.  JAX runs the whole claim as one
 ``jax.jit``-compiled function with ``jax.jacrev`` and ``stop_gradient``; because JAX compiles
 once per array shape, batches are padded to ``PADDED_WIDTH`` and masked, so one compilation
-serves every batch size.  The batch-norm operator is ``torch.nn.functional.batch_norm`` in
+serves every batch size (a claim over several axes: every axis padded to its own width and
+masked on its own).  A derivative of a derivative is double backward in PyTorch
+(``create_graph=True``) and ``jax.jacfwd`` over ``jax.jacrev`` in JAX.  The batch-norm operator is ``torch.nn.functional.batch_norm`` in
 training mode and ``jax.nn.standardize``, both without running statistics.
 """
 
@@ -91,6 +93,9 @@ class TorchBackend:
     def moveaxis(self, v, source, dest):
         return self.torch.movedim(v, source, dest)
 
+    def transpose(self, v, order):
+        return self.torch.permute(v, tuple(order))
+
     def squeeze(self, v, axis):
         return v.squeeze(axis)
 
@@ -100,32 +105,43 @@ class TorchBackend:
     def broadcast_to(self, v, shape):
         return v.expand(*shape)
 
-    def jacobian(self, f, value, batched=True):
+    def jacobian(self, f, value, batched=True, create_graph=False, outer=False):
         """d f(value) / d value, shape f's + value's, by reverse-mode autograd: one backward
-        pass per entry of f, batched (vmap over the cotangents) or one after another."""
+        pass per entry of f, batched (vmap over the cotangents) or one after another.
+
+        ``create_graph``: the derivative is inside another, which differentiates it again
+        (double backward): the backward passes record their own graph, and a value that
+        depends on the outer derivative's variable is differentiated through, not detached.
+        (``outer`` is JAX's concern: PyTorch has one mode.)"""
         torch = self.torch
-        leaf = self.asarray(value).detach().clone().requires_grad_(True)
+        value = self.asarray(value)
+        if create_graph and value.requires_grad:
+            leaf = value.clone()    # a node of the outer graph: the outer derivative sees it
+        else:
+            leaf = value.detach().clone().requires_grad_(True)
+        grad = dict(allow_unused=True, create_graph=create_graph)
         with torch.enable_grad():
             out = self.asarray(f(leaf))
         shape = tuple(out.shape) + tuple(leaf.shape)
         if not out.requires_grad:   # does not depend on the leaf at all
             return torch.zeros(shape, dtype=self.float)
         flat = out.reshape(-1)
-        if flat.numel() == 1:
-            rows = [torch.autograd.grad(flat[0], leaf, allow_unused=True)[0]]
-        elif batched:
-            cotangents = torch.eye(flat.numel(), dtype=self.float)
-            rows = [torch.autograd.grad(flat, leaf, grad_outputs=cotangents,
-                                        is_grads_batched=True, allow_unused=True)[0]]
-        else:
-            rows = [torch.autograd.grad(entry, leaf, retain_graph=True, allow_unused=True)[0]
-                    for entry in flat]
+        with torch.enable_grad():
+            if flat.numel() == 1:
+                rows = [torch.autograd.grad(flat[0], leaf, **grad)[0]]
+            elif batched:
+                cotangents = torch.eye(flat.numel(), dtype=self.float)
+                rows = [torch.autograd.grad(flat, leaf, grad_outputs=cotangents,
+                                            is_grads_batched=True, **grad)[0]]
+            else:
+                rows = [torch.autograd.grad(entry, leaf, retain_graph=True, **grad)[0]
+                        for entry in flat]
         if any(r is None for r in rows):
             return torch.zeros(shape, dtype=self.float)
         return torch.stack(rows).reshape(shape) if len(rows) > 1 else rows[0].reshape(shape)
 
-    def standardize(self, values, axis, eps, ctx):
-        if ctx.size < self.operator_min_size:
+    def standardize(self, values, axis, eps, size, width, mask):
+        if size < self.operator_min_size:
             raise OperatorUndefined(f"{self.operator} needs a batch of 2 or more")
         eps = self.asarray(eps)
         if eps.requires_grad:
@@ -139,11 +155,15 @@ class TorchBackend:
         return self.torch.movedim(y.reshape(shape), 0, axis)
 
     # -- running a claim ---------------------------------------------------------------------
-    def runner(self, programs):
-        """A function (size, samples, params) -> every program's value as a NumPy array."""
-        def run(size, samples, params):
+    def runner(self, programs, widths=None, layout=None):
+        """A function (size, samples, params[, sizes]) -> every program's value as a NumPy
+        array; ``sizes`` ({axis: size}, every axis) for a claim over several axes, whose
+        sample arrays are shaped by its layout.  Nothing is padded (``widths`` and
+        ``layout`` are for the JAX backend)."""
+        def run(size, samples, params, sizes=None):
+            axes = None if sizes is None else {a: (n, n, None) for a, n in sizes.items()}
             ctx = Context(size, size, {b: self.asarray(v) for b, v in samples.items()},
-                          {p: self.asarray(v) for p, v in params.items()})
+                          {p: self.asarray(v) for p, v in params.items()}, axes=axes)
             with self.one_thread():
                 return [np.asarray(self.asarray(p(ctx)).detach().numpy()) for p in programs]
         return run
@@ -228,6 +248,9 @@ class JaxBackend:
     def moveaxis(self, v, source, dest):
         return self.jnp.moveaxis(v, source, dest)
 
+    def transpose(self, v, order):
+        return self.jnp.transpose(v, tuple(order))
+
     def squeeze(self, v, axis):
         return self.jnp.squeeze(v, axis)
 
@@ -237,17 +260,36 @@ class JaxBackend:
     def broadcast_to(self, v, shape):
         return self.jnp.broadcast_to(v, tuple(shape))
 
-    def jacobian(self, f, value, batched=True):
-        return self.jax.jacrev(f)(self.asarray(value))
+    def jacobian(self, f, value, batched=True, create_graph=False, outer=False):
+        """d f(value) / d value by ``jax.jacrev``; a derivative of a derivative (``outer``)
+        by ``jax.jacfwd`` over the inner ``jacrev`` -- forward-over-reverse, as
+        ``jax.hessian``.  Nesting needs nothing else: the inner derivative is traced as a
+        function of the outer one's variable (``create_graph`` is PyTorch's concern)."""
+        return (self.jax.jacfwd if outer else self.jax.jacrev)(f)(self.asarray(value))
 
-    def standardize(self, values, axis, eps, ctx):
+    def standardize(self, values, axis, eps, size, width, mask):
+        if mask is None:
+            return self.jax.nn.standardize(values, axis=axis, epsilon=eps)
         shape = [1] * values.ndim
-        shape[axis] = ctx.width
-        where = self.jnp.broadcast_to(self.jnp.reshape(ctx.mask, shape), values.shape)
+        shape[axis] = width
+        where = self.jnp.broadcast_to(self.jnp.reshape(mask, shape), values.shape)
         return self.jax.nn.standardize(values, axis=axis, epsilon=eps, where=where)
 
-    def runner(self, programs):
-        """One jit-compiled function for every batch size: batches padded to PADDED_WIDTH."""
+    def runner(self, programs, widths=None, layout=None):
+        """One jit-compiled function for every batch size: batches padded to PADDED_WIDTH.
+
+        A claim over several axes gives ``widths`` ({axis: padded length}, every axis) and
+        its ``layout`` ({sample base: (axis per position, ...)}): every axis is padded to its
+        own width, each sample array along each of its positions, and each axis has its own
+        mask.  That is correct per axis for the same reason as for one: every reduction masks
+        the padded entries of the axis it runs over (so a padded entry never reaches a real
+        one, nor a real one's derivative), padded entries repeat real ones along every axis
+        (so every intermediate value stays finite and a masked NaN cannot poison a gradient),
+        and the results are cut back to the real sizes of the free indices' axes.  The widths
+        are the largest sizes the instances draw, so one compilation serves every instance.
+        """
+        if widths is not None:
+            return self._runner_axes(programs, dict(widths), dict(layout or {}))
         jnp = self.jnp
         bases: dict = {}
 
@@ -269,6 +311,51 @@ class JaxBackend:
             mask = jnp.arange(PADDED_WIDTH) < size
             return [np.asarray(v) for v in compiled(float(size), padded, values, mask)]
         return run
+
+    def _runner_axes(self, programs, widths, layout):
+        jnp = self.jnp
+        names: dict = {}   # str -> symbol (jit takes string keys)
+
+        def evaluate(sizes, samples, params, masks):
+            axes = {names[a]: (sizes[a], widths[names[a]], masks[a]) for a in sizes}
+            ctx = Context(None, None, {names[k]: v for k, v in samples.items()},
+                          {names[k]: v for k, v in params.items()}, axes=axes)
+            return [jnp.asarray(p(ctx), dtype=jnp.float64) for p in programs]
+
+        compiled = self.jax.jit(evaluate)
+
+        def run(size, samples, params, sizes=None):
+            sizes = dict(sizes or {})
+            missing = set(widths) - set(sizes)
+            if missing:
+                raise Unsupported("no size given for the axes "
+                                  + ", ".join(sorted(map(str, missing))))
+            for a, n in sizes.items():
+                if n > widths[a]:
+                    raise Unsupported(f"{a} = {n} is above the padded width {widths[a]}")
+            names.update({str(k): k for k in [*samples, *params, *sizes]})
+            padded = {str(b): jnp.asarray(pad(v, layout.get(b, ()), sizes, widths))
+                      for b, v in samples.items()}
+            values = {str(p): jnp.asarray(float(v)) for p, v in params.items()}
+            masks = {str(a): jnp.arange(widths[a]) < n for a, n in sizes.items()}
+            reals = {str(a): float(n) for a, n in sizes.items()}
+            return [np.asarray(v) for v in compiled(reals, padded, values, masks)]
+        return run
+
+
+def pad(values, axes, sizes, widths):
+    """A sample array (one position per axis of ``axes``) padded to ``widths`` along every
+    position, by repeating its real entries cyclically (``np.resize`` does the same for one
+    axis)."""
+    out = np.asarray(values, dtype=float)
+    if out.ndim != len(axes):
+        raise Unsupported(f"an array of {out.ndim} axes for a tensor of {len(axes)}")
+    for position, axis in enumerate(axes):
+        if axis is None:
+            continue
+        real = out.shape[position]
+        out = np.take(out, np.arange(widths[axis]) % real, axis=position)
+    return out
 
 
 BACKENDS = {"torch": (TorchBackend, "torch"), "jax": (JaxBackend, "jax")}

@@ -5,26 +5,31 @@ walked once and turned into Python closures over a ``Backend`` (PyTorch or JAX);
 them runs the same computation a user would write in that framework:
 
 * every sample index gets an array axis (free indices first, then one per reduction depth),
-  so a reduction is the framework's mean or sum over that axis;
+  so a reduction is the framework's mean or sum over that axis; along it, an array is as long
+  as the claim's axis the index runs over (a tensor x[n, c] is an N x C array, laid along
+  n's and c's array axes; docs/design-axes.md);
 * a held statistic (``Held``) is ``detach()`` / ``stop_gradient``;
 * a derivative (``Grad``) is the framework's reverse-mode autograd of the compiled inner
   expression with respect to a leaf: the parameter, the node set free (``at``), or the
-  whole sample vector, whose gradient row is laid along the index's axis;
+  whole sample tensor, whose gradient is laid along its indices' axes; a derivative of a
+  derivative differentiates the inner one's differentiable result (double backward);
 * optionally (``operators=True``) every standardization ``(v - mean v)/sqrt(var v + eps)``
   is computed by the framework's own batch-norm operator instead of by its formula.
 
 Backends that compile (JAX) evaluate on batches padded to a fixed width: ``ctx.mask`` marks
 the real samples, reductions ignore the rest, and padded entries repeat real ones so that
-every intermediate value stays finite.
+every intermediate value stays finite.  Over several axes, every axis is padded to its own
+width and has its own mask (``Context.axes``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.core.function import Application
 
+from ..axes import AxisError, axes_of, index_axis
 from ..calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex, is_reduction
 from ..core import Unsupported
 
@@ -36,21 +41,26 @@ _FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan
 
 @dataclass(frozen=True)
 class Context:
-    """What one evaluation sees: the batch (as backend arrays), parameters and mask."""
+    """What one evaluation sees: the batch (as backend arrays), parameters and mask.
+
+    ``size``, ``width`` and ``mask`` describe the batch axis of a one-axis claim.  A claim over
+    several axes gives ``axes``: {axis symbol: (size, width, mask)} for every axis, each with
+    its own number of real entries, its arrays' length along it and its mask (None when that
+    axis is not padded); sample arrays are then shaped by the claim's layout.
+    """
 
     size: object           # the number of real samples (a Python int, or a traced scalar)
     width: int             # the arrays' length: the size, or the padded width
-    samples: dict          # sample base -> backend array of shape (width,)
+    samples: dict          # sample base -> backend array of shape (width,), or the layout's
     params: dict           # parameter symbol -> backend scalar
     mask: object = None    # backend bool array (width,), or None when nothing is padded
+    axes: dict | None = None   # axis symbol -> (size, width, mask), for several axes
 
     def with_sample(self, base, value):
-        return Context(self.size, self.width, {**self.samples, base: value}, self.params,
-                       self.mask)
+        return replace(self, samples={**self.samples, base: value})
 
     def with_param(self, symbol, value):
-        return Context(self.size, self.width, self.samples, {**self.params, symbol: value},
-                       self.mask)
+        return replace(self, params={**self.params, symbol: value})
 
 
 def standardization(e: sp.Expr):
@@ -99,25 +109,45 @@ def _centered_pair(centered, root):
 
 
 class Program:
-    """One expression, compiled once for one backend, evaluated on many instances."""
+    """One expression, compiled once for one backend, evaluated on many instances.
+
+    Array axes: one per free index (in the order given), then one per reduction depth.  The
+    length of an array along one of them is the length of the claim's axis the index runs
+    over: a free index's own (``SampleIndex.axis``), a bound index's from the reduction that
+    binds it (its ``size``).  Reductions at one depth in different places may run over
+    different axes; each is compiled with its own scope, so each knows its own.
+    """
 
     def __init__(self, expr: sp.Expr, indices, size_symbol, backend, operators=False):
+        expr = sp.sympify(expr)
         self.axes = {s: n for n, s in enumerate(indices)}
         self.axes.update({j: len(indices) + d for d, j in enumerate(BOUND_INDICES)})
         self.ndim = len(self.axes)
         self.size_symbol = size_symbol
+        # every axis the expression names (its reductions' sizes, its indices' axes)
+        self.axis_symbols = set(axes_of(expr)) | {size_symbol}
         self.xp = backend
         self.operators = operators
         self.operator_nodes = 0   # standardizations computed by the framework's operator
-        self.fn = self._compile(sp.sympify(expr), inside_grad=False)
+        self._varying = []        # the variables of the derivatives being compiled
+        self.fn = self._compile(expr, {}, 0)
 
     def __call__(self, ctx: Context):
         return self.fn(ctx)
 
-    def _shape(self, width, *axes):
+    def _dim(self, ctx, axis):
+        """(real size, array length, mask or None) of the claim's axis ``axis``."""
+        if ctx.axes is None:   # one axis: every index runs over the batch
+            return ctx.size, ctx.width, ctx.mask
+        if axis in ctx.axes:
+            return ctx.axes[axis]
+        raise Unsupported(f"no size given for the axis {axis}")
+
+    def _shape(self, ctx, *placed):
+        """The shape of an array laid along ``placed`` = ((array axis, claim axis), ...)."""
         shape = [1] * self.ndim
-        for a in axes:
-            shape[a] = width
+        for position, axis in placed:
+            shape[position] = self._dim(ctx, axis)[1]
         return shape
 
     def _axis(self, idx):
@@ -125,24 +155,33 @@ class Program:
             raise Unsupported(f"sample index {idx} must be a single index symbol")
         return self.axes[idx]
 
-    def _compile(self, e, inside_grad):  # one branch per node type, like a printer
+    def _placed(self, idx, scope):
+        """(array axis, claim axis) of an index."""
+        position = self._axis(idx)
+        axis = index_axis(idx, scope)
+        if axis is None:
+            raise Unsupported(f"the index {idx} runs over no axis")
+        return position, axis
+
+    # one branch per node type, like a printer; ``scope`` maps each bound index to the axis of
+    # the reduction binding it, ``depth`` counts the derivatives the node is inside
+    def _compile(self, e, scope, depth):  # noqa: C901
         xp = self.xp
-        if e == self.size_symbol:
-            return lambda ctx: ctx.size
+        if isinstance(e, sp.Symbol) and e in self.axis_symbols:
+            return lambda ctx: self._dim(ctx, e)[0]
         if e.is_Number:
             value = float(e)
             return lambda ctx: value
         if self.operators:
             found = standardization(e)
-            if found is not None:
-                return self._operator(*found, inside_grad)
+            if found is not None and self._operator_applies(e, found, scope):
+                return self._operator(*found, scope, depth)
         if isinstance(e, sp.Indexed):
-            base, axis = e.base, self._axis(e.indices[0])
-            return lambda ctx: xp.reshape(ctx.samples[base], self._shape(ctx.width, axis))
+            return self._tensor(e, scope)
         if isinstance(e, SampleIndex) or e in BOUND_INDICES:
-            axis = self._axis(e)
-            return lambda ctx: xp.reshape(xp.arange(ctx.width) + 1.0,
-                                          self._shape(ctx.width, axis))
+            placed = self._placed(e, scope)
+            return lambda ctx: xp.reshape(xp.arange(self._dim(ctx, placed[1])[1]) + 1.0,
+                                          self._shape(ctx, placed))
         if isinstance(e, sp.Symbol):
             def param(ctx):
                 if e not in ctx.params:
@@ -150,18 +189,21 @@ class Program:
                 return ctx.params[e]
             return param
         if isinstance(e, sp.KroneckerDelta):
-            a, b = (self._axis(i) for i in e.args)
+            (a, axis_a), (b, axis_b) = (self._placed(i, scope) for i in e.args)
+            if axis_a != axis_b:
+                raise Unsupported(f"{e} compares indices of the axes {axis_a} and {axis_b}")
             if a == b:
                 return lambda ctx: 1.0
-            return lambda ctx: xp.reshape(xp.eye(ctx.width), self._shape(ctx.width, a, b))
+            return lambda ctx: xp.reshape(xp.eye(self._dim(ctx, axis_a)[1]),
+                                          self._shape(ctx, (a, axis_a), (b, axis_b)))
         if is_reduction(e):
-            return self._reduction(e, inside_grad)
+            return self._reduction(e, scope, depth)
         if isinstance(e, Held):
-            inner = self._compile(e.args[0], inside_grad)
+            inner = self._compile(e.args[0], scope, depth)
             return lambda ctx: xp.detach(inner(ctx))
         if isinstance(e, Grad):
-            return self._grad(e, inside_grad)
-        args = [self._compile(a, inside_grad) for a in e.args]
+            return self._grad(e, scope, depth)
+        args = [self._compile(a, scope, depth) for a in e.args]
         if e.is_Add:
             return lambda ctx: _fold(lambda u, v: u + v, (f(ctx) for f in args))
         if e.is_Mul:
@@ -179,47 +221,97 @@ class Program:
             return lambda ctx: fn(xp.asarray(args[0](ctx)))
         raise Unsupported(f"no {xp.name} rule for {type(e).__name__}")
 
-    def _reduction(self, e, inside_grad):
+    def _tensor(self, e, scope):
+        """A tensor entry x[n, c]: the array (shaped by the layout) laid along the indices'
+        array axes."""
+        xp, base = self.xp, e.base
+        placed = [self._placed(t, scope) for t in e.indices]
+        if len(placed) == 1:
+            return lambda ctx: xp.reshape(ctx.samples[base], self._shape(ctx, placed[0]))
+        positions = [p for p, _ in placed]
+        if len(set(positions)) != len(positions):
+            raise Unsupported(f"{e} uses one index at two positions (a diagonal)")
+        order = sorted(range(len(placed)), key=lambda k: positions[k])
+
+        def tensor(ctx):
+            value = xp.asarray(ctx.samples[base])
+            if value.ndim != len(placed):
+                raise Unsupported(f"{base} has {value.ndim} axes, used with {len(placed)} "
+                                  "indices")
+            return xp.reshape(xp.transpose(value, order), self._shape(ctx, *placed))
+        return tensor
+
+    def _reduction(self, e, scope, depth):
         xp = self.xp
-        body, axis, mean = self._compile(e.body, inside_grad), self._axis(e.index), e.symbol == "E"
+        body = self._compile(e.body, {**scope, e.index: e.size}, depth)
+        axis, along, mean = self._axis(e.index), e.size, e.symbol == "E"
 
         def reduction(ctx):
             v = body(ctx)
+            size, width, mask = self._dim(ctx, along)
             if not xp.is_array(v) or v.ndim < self.ndim or v.shape[axis] == 1:
-                return v if mean else ctx.size * v   # a summand free of the index
-            if ctx.mask is not None:
-                keep = xp.reshape(ctx.mask, self._shape(ctx.width, axis))
+                return v if mean else size * v   # a summand free of the index
+            if mask is not None:
+                keep = xp.reshape(mask, self._shape(ctx, (axis, along)))
                 v = xp.where(keep, v, 0.0)
             total = xp.sum(v, axis)
-            return total / ctx.size if mean else total
+            return total / size if mean else total
         return reduction
 
-    def _grad(self, e, inside_grad):
+    def _grad(self, e, scope, depth):
+        """The framework's autograd of the compiled inner expression.
+
+        A derivative inside another (``depth`` > 0) must itself stay differentiable: its
+        backward pass builds a graph (torch ``create_graph=True``; JAX traces through it), its
+        leaf is the outer computation's value rather than a detached copy, and a node's value
+        ``at`` is not detached either, so the outer derivative sees every way the inner one
+        depends on its variables.  A derivative of a derivative is taken forward-over-reverse
+        in JAX (``jax.jacfwd`` of ``jax.jacrev``: the Hessian's scheme) and reverse-over-reverse
+        in PyTorch (double backward).
+        """
         xp = self.xp
-        if inside_grad:
-            raise Unsupported("nested derivatives")
         before = self.operator_nodes
-        inner, wrt = self._compile(e.expr, inside_grad=True), e.wrt
+        wrt = e.wrt
+        self._varying.append(wrt)
+        try:
+            inner = self._compile(e.expr, scope, depth + 1)
+        finally:
+            self._varying.pop()
         # PyTorch has no batched backward rule for its batch-norm operator (it falls back to
         # a slow loop): through the operator, the Jacobian is taken row by row instead
         batched = self.operator_nodes == before
-        at = None if e.at is None else self._compile(e.at, inside_grad)
+        options = {}
+        if depth > 0:
+            options["create_graph"] = True
+        if e.expr.has(Grad):
+            options["outer"] = True
+        at = None if e.at is None else self._compile(e.at, scope, depth)
         if isinstance(wrt, sp.Indexed):
-            base, axis = wrt.base, self._axis(wrt.indices[0])
+            base = wrt.base
+            positions = [self._axis(t) for t in wrt.indices]
 
             def by_sample(ctx):
                 jac = xp.jacobian(lambda leaf: self._full(inner(ctx.with_sample(base, leaf))),
-                                  ctx.samples[base], batched)
-                # jac: inner's shape + (width,); lay the gradient row along the index's axis
-                if jac.shape[axis] == 1:
-                    return xp.squeeze(xp.moveaxis(jac, -1, axis), axis + 1)
-                return xp.moveaxis(xp.diagonal(jac, axis, jac.ndim - 1), -1, axis)
+                                  ctx.samples[base], batched, **options)
+                # jac: inner's shape + the tensor's; lay the gradient along each index's axis,
+                # the tensor's last position first (it is always jac's last axis)
+                for axis in reversed(positions):
+                    if jac.shape[axis] == 1:
+                        jac = xp.squeeze(xp.moveaxis(jac, -1, axis), axis + 1)
+                    else:
+                        jac = xp.moveaxis(xp.diagonal(jac, axis, jac.ndim - 1), -1, axis)
+                return jac
             return by_sample
         if isinstance(wrt, sp.Symbol):
             def by_param(ctx):
-                value = ctx.params[wrt] if at is None else xp.detach(xp.asarray(at(ctx)))
+                if at is None:
+                    value = ctx.params[wrt]
+                elif depth > 0:
+                    value = xp.asarray(at(ctx))   # the outer derivative goes through it
+                else:
+                    value = xp.detach(xp.asarray(at(ctx)))
                 return xp.jacobian(lambda leaf: self._full(inner(ctx.with_param(wrt, leaf))),
-                                   xp.reshape(xp.asarray(value), []), batched)
+                                   xp.reshape(xp.asarray(value), []), batched, **options)
             return by_param
         raise Unsupported(f"cannot differentiate with respect to {wrt}")
 
@@ -228,20 +320,35 @@ class Program:
         v = self.xp.asarray(v)
         return self.xp.reshape(v, [1] * self.ndim) if v.ndim == 0 else v
 
-    def _operator(self, value, index, eps, coefficient, inside_grad):
+    def _operator_applies(self, e, found, scope):
+        """The standardization runs over its index's own axis (the operator normalizes along
+        one array axis; a mean over another axis is not its computation), and its epsilon is
+        not a variable some enclosing derivative differentiates by (the operators take
+        epsilon as a number)."""
+        value, index, eps = found[0], found[1], found[2]
+        if eps.free_symbols & set(self._varying):
+            return False
+        try:
+            axis = index_axis(index, scope)
+        except AxisError:
+            return False
+        return axis is not None and e.has(Mean(value, index, axis))
+
+    def _operator(self, value, index, eps, coefficient, scope, depth):
         xp = self.xp
         self.operator_nodes += 1
-        v, e, axis = (self._compile(value, inside_grad), self._compile(eps, inside_grad),
-                      self._axis(index))
-        scale = self._compile(coefficient, inside_grad)
+        v, e = self._compile(value, scope, depth), self._compile(eps, scope, depth)
+        axis, along = self._placed(index, scope)
+        scale = self._compile(coefficient, scope, depth)
 
         def operator(ctx):
             values = self._full(v(ctx))
+            size, width, mask = self._dim(ctx, along)
             if values.shape[axis] == 1:   # the same value for every sample
                 shape = list(values.shape)
-                shape[axis] = ctx.width
+                shape[axis] = width
                 values = xp.broadcast_to(values, shape)
-            return scale(ctx) * xp.standardize(values, axis, e(ctx), ctx)
+            return scale(ctx) * xp.standardize(values, axis, e(ctx), size, width, mask)
         return operator
 
 
