@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from . import counterexample, deadline as _deadline, numeric, recheck
-from .calculus import BatchSum
+from .axes import size_grid, sizes_text
+from .calculus import BOUND_INDICES, BatchSum, SampleIndex, is_reduction, release
 from .core import (
     PROVED,
     REFUTED,
@@ -79,39 +80,80 @@ def recheck_step(claim: Claim, step: Step, settings: Settings) -> None:
     """Re-check ``before = after`` on its own, with every sum written out.
 
     As an identity at the smallest batch sizes, and exactly at random rational points at
-    larger ones; a step that fails or cannot be confirmed invalidates the proof.
+    larger ones; a step that fails or cannot be confirmed invalidates the proof.  A claim over
+    several axes is written out with every axis at the same size (at least its minimum).
     """
+    minimums = claim.minimums()
+    several = tuple(minimums.items()) if len(minimums) > 1 else None
     step.ok, checks = _recheck(step.before, step.after, claim.min_size, claim.batch.size,
-                               settings.step_identity_sizes, settings.step_point_sizes)
+                               settings.step_identity_sizes, settings.step_point_sizes,
+                               several)
     step.checks = list(checks)
 
 
+def _step_batch(size, size_symbol, several):
+    """(batch, the extent of its free indices) at one size: every axis at ``size``."""
+    if several is None:
+        return ExplicitBatch(size, size_symbol), size
+    sizes = {a: max(size, m) for a, m in several}
+    return ExplicitBatch(sizes[size_symbol], size_symbol, sizes=sizes), sizes
+
+
 @functools.lru_cache(maxsize=4096)
-def _recheck(before, after, min_size, size_symbol, identity_sizes, point_sizes):
+def _recheck(before, after, min_size, size_symbol, identity_sizes, point_sizes, several=None):
     """(ok, checks) of one step: a pure function of its arguments, so a step that recurs (one
     in six does, across the parts and claims of a report) is re-checked once.  A budget that
-    runs out raises, and nothing is remembered."""
+    runs out raises, and nothing is remembered.  A size where the step is undefined (a
+    division by zero for every value: a variance at N = 1) says nothing and is skipped; a
+    step no size could check is checked at random points at the first size where it is
+    defined, never passed unchecked."""
     indices = free_indices(before, after)
     identity, points = [], []
+    name = "N" if several is None else " = ".join(sp.sstr(a) for a, _ in several)
+
+    def values_at(size):
+        batch, extent = _step_batch(size, size_symbol, several)
+        out = []
+        for env in index_assignments(indices, extent):
+            checkpoint()
+            out.append(batch.eval(before, env) - batch.eval(after, env))
+        return batch, out
+
     for size in identity_sizes + point_sizes:
         if size < min_size:
             continue
-        batch = ExplicitBatch(size, size_symbol)
-        values = []
-        for env in index_assignments(indices, size):
-            checkpoint()
-            values.append(batch.eval(before, env) - batch.eval(after, env))
-        if size in identity_sizes:
-            found = [_checked(batch.decide, v, points=2, seed=size) for v in values]
-            ok = False not in found
-            (identity if all(found) else points).append(size)
-        else:
-            ok = all(_checked(batch.zero_at_points, v, points=2, seed=size) for v in values)
-            points.append(size)
+        try:
+            batch, values = values_at(size)
+            if size in identity_sizes:
+                found = [_checked(batch.decide, v, points=2, seed=size) for v in values]
+                ok = False not in found
+                (identity if all(found) else points).append(size)
+            else:
+                ok = all(_checked(batch.zero_at_points, v, points=2, seed=size)
+                         for v in values)
+                points.append(size)
+        except ZeroDivisionError:
+            continue   # undefined at this size
         if not ok:
-            return False, (f"fails at N = {size}",)
-    return True, tuple(([f"identity at N = {', '.join(map(str, identity))}"] if identity else [])
-                       + ([f"exact at random rational points at N = "
+            return False, (f"fails at {name} = {size}",)
+    if not identity and not points:
+        start = max([min_size] + [n + 1 for n in identity_sizes + point_sizes])
+        for size in range(min_size, start + 4):
+            try:
+                batch, values = values_at(size)
+                ok = all(_checked(batch.zero_at_points, v, points=2, seed=size)
+                         for v in values)
+            except ZeroDivisionError:
+                continue
+            if not ok:
+                return False, (f"fails at {name} = {size}",)
+            points.append(size)
+            break
+        else:
+            return False, ("undefined at every size tried",)
+    return True, tuple(([f"identity at {name} = {', '.join(map(str, identity))}"]
+                        if identity else [])
+                       + ([f"exact at random rational points at {name} = "
                            f"{', '.join(map(str, points))}"] if points else []))
 
 
@@ -150,15 +192,25 @@ def symbolic_layer(claim: Claim, settings: Settings):
 
 # -- explicit ----------------------------------------------------------------------------------
 
-def explicit_holds(claim: Claim, size: int) -> bool | None:
-    """Every part at this batch size, plain sums, no symbolic rules: True when each holds
-    identically, False when one certainly fails, None when that cannot be told."""
-    batch = ExplicitBatch(size, claim.batch.size)
+class Undefined(DeriveError):
+    """The statement is undefined at a size: a division by zero for every value there."""
+
+
+def explicit_holds(claim: Claim, size) -> bool | None:
+    """Every part at this batch size (or these sizes, {axis: size}), plain sums, no symbolic
+    rules: True when each holds identically, False when one certainly fails, None when that
+    cannot be told.  Raises ``Undefined`` where the statement divides by zero for every
+    value of its variables (the variance of one sample, at epsilon = 0)."""
+    batch, extent = _explicit_batch(claim, size)
     outcome: bool | None = True
     for eq in claim.equations:
-        for env in index_assignments(free_indices(eq.lhs, eq.rhs), size):
+        for env in index_assignments(free_indices(eq.lhs, eq.rhs), extent):
             checkpoint()
-            found = batch.decide(batch.eval(eq.lhs, env) - batch.eval(eq.rhs, env))
+            try:
+                found = batch.decide(batch.eval(eq.lhs, env) - batch.eval(eq.rhs, env))
+            except ZeroDivisionError:
+                raise Undefined(f"the statement divides by zero at {_where(claim, size)} for "
+                                "every value of its variables") from None
             if found is False:
                 return False
             if found is None:
@@ -166,9 +218,35 @@ def explicit_holds(claim: Claim, size: int) -> bool | None:
     return outcome
 
 
-def explicit_sizes(claim: Claim, settings: Settings) -> list[int]:
-    """The explicit batch sizes a claim is checked at: from its minimum to its cap."""
+def _explicit_batch(claim: Claim, size):
+    """(ExplicitBatch, the extent of the free indices) at a batch size or at {axis: size}."""
+    if not isinstance(size, dict):
+        size = {claim.batch.size: size}
+    sizes = {**claim.minimums(), **size}
+    n = sizes[claim.batch.size]
+    if len(sizes) == 1:
+        return ExplicitBatch(n, claim.batch.size), n
+    return ExplicitBatch(n, claim.batch.size, sizes=sizes), sizes
+
+
+def _where(claim: Claim, size) -> str:
+    """"N = 3" (one axis) or "N = 2, C = 3"."""
+    if isinstance(size, dict):
+        return sizes_text({**claim.minimums(), **size}) if len(claim.axes) > 1 \
+            else f"N = {size[claim.batch.size]}"
+    return f"N = {size}"
+
+
+EXPLICIT_GRID = 12   # several axes: the largest product of sizes the explicit layer writes out
+
+
+def explicit_sizes(claim: Claim, settings: Settings) -> list:
+    """The explicit batch sizes a claim is checked at: from its minimum to its cap.  A claim
+    over several axes: {axis: size} from its minimums, smallest first, the product of the
+    sizes at most ``EXPLICIT_GRID``."""
     top = claim.explicit_up_to or max(settings.explicit_sizes, default=0)
+    if len(claim.axes) > 1:
+        return size_grid(claim.minimums(), top, EXPLICIT_GRID)
     return [n for n in settings.explicit_sizes if claim.min_size <= n <= top]
 
 
@@ -176,26 +254,49 @@ def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
     """Explicit batch sizes in increasing order, as many as the time budget allows."""
     t0, clock = time.perf_counter(), _deadline.current_clock()
     start = clock()
-    good, bad, unknown, stopped = [], [], [], None
+    good, bad, unknown, undefined, stopped = [], [], [], [], None
+    several = len(claim.axes) > 1
     for n in explicit_sizes(claim, settings):
         remaining = settings.explicit_budget - (clock() - start)
         try:
-            with time_budget(max(remaining, 1e-3), f"the explicit check at N = {n}"):
+            with time_budget(max(remaining, 1e-3), f"the explicit check at {_where(claim, n)}"):
                 found = explicit_holds(claim, n)
         except OutOfTime:
             stopped = n
             break
+        except Undefined:
+            undefined.append(n)
+            continue
         (good if found else bad if found is False else unknown).append(n)
-    parts = [f"identity at N = {_ranges(good)}" if good else "",
-             f"not an identity at N = {_ranges(bad)}" if bad else "",
-             f"undecided at N = {_ranges(unknown)}" if unknown else "",
-             f"N = {stopped} not reached within {settings.explicit_budget:g} s"
+    if several:
+        axes = claim.axes
+        names = f"({', '.join(map(sp.sstr, axes))})" if len(axes) > 1 else sp.sstr(axes[0])
+        show = lambda ns: f"{names} = " + ", ".join(  # noqa: E731
+            "(" + ", ".join(str(s[a]) for a in axes) + ")" for s in ns)
+        stop_text = sizes_text(stopped) if stopped else ""
+        good, bad, unknown, undefined = ([[s[a] for a in axes] for s in ns]
+                                         for ns in (good, bad, unknown, undefined))
+        shown = lambda ns: show([dict(zip(axes, s)) for s in ns])  # noqa: E731
+    else:
+        shown = lambda ns: f"N = {_ranges(ns)}"  # noqa: E731
+        stop_text = f"N = {stopped}" if stopped else ""
+    parts = [f"identity at {shown(good)}" if good else "",
+             f"not an identity at {shown(bad)}" if bad else "",
+             f"undecided at {shown(unknown)}" if unknown else "",
+             f"undefined (a division by zero) at {shown(undefined)}" if undefined else "",
+             f"{stop_text} not reached within {settings.explicit_budget:g} s"
              if stopped else ""]
     summary = "; ".join(p for p in parts if p)
     holds = False if bad else (True if good and not unknown else None)
-    return Evidence("explicit", bool(holds), summary,
-                    {"holds_at": good, "fails_at": bad, "undecided_at": unknown,
-                     "not_reached": stopped}, time.perf_counter() - t0, holds=holds)
+    details = {"holds_at": good, "fails_at": bad, "undecided_at": unknown,
+               "not_reached": ([stopped[a] for a in claim.axes] if several and stopped
+                               else stopped)}
+    if several:
+        details["axes"] = [sp.sstr(a) for a in claim.axes]
+    if undefined:
+        details["undefined_at"] = undefined
+    return Evidence("explicit", bool(holds), summary, details, time.perf_counter() - t0,
+                    holds=holds)
 
 
 def _ranges(ns):
@@ -206,6 +307,15 @@ def _ranges(ns):
 
 
 # -- numeric -----------------------------------------------------------------------------------
+
+FAILING_SIZES = "_failing_sizes"   # a layer's private note of where it failed (not printed)
+
+
+def _instance_sizes(claim: Claim, inst) -> tuple:
+    """The sizes of a drawn instance, in the order of ``claim.axes``."""
+    sizes = {claim.batch.size: inst.size, **(getattr(inst, "sizes", None) or {})}
+    return tuple(sizes.get(a, m) for a, m in claim.minimums().items())
+
 
 def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = None) -> Evidence:
     t0 = time.perf_counter()
@@ -239,6 +349,9 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         details["hypothesis"]["shrunk_failure"] = numeric.instance_json(h_fail)
         details["hypothesis"]["shrunk_error"] = numeric.instance_error(claim, h_fail, cache)
     failed = bool(failures) or h_fail is not None
+    if failures:   # private: where the random instances failed (``check`` takes it out)
+        details[FAILING_SIZES] = sorted({_instance_sizes(claim, inst) for _, inst in failures},
+                                        key=lambda t: (sum(t), t))
     total = count + h_count
     if not failed:
         summary = (f"{total} instances ({count} random, {h_count} Hypothesis), max error "
@@ -266,9 +379,165 @@ def _layer(kind: str, run, *args) -> Evidence:
 
 
 def _could_not_run(kind: str, err: Exception, seconds: float) -> Evidence:
-    err = err if isinstance(err, DeriveError) else f"{type(err).__name__}: {err}"
-    return Evidence(kind, False, f"could not run: {err}", {"error": str(err)}, seconds,
+    why = err if isinstance(err, DeriveError) else why_text(err)
+    return Evidence(kind, False, f"could not run: {why}", {"error": str(err)}, seconds,
                     holds=None)
+
+
+def why_text(err: BaseException) -> str:
+    """Why a layer could not run, in words (never a bare exception name): what went wrong
+    and what it means for the claim."""
+    detail = str(err).strip()
+    detail = f" ({detail})" if detail else ""
+    if isinstance(err, ZeroDivisionError):
+        return ("a division by zero: the statement is undefined at some of the sizes or "
+                "values it was evaluated at; give the claim a domain (domain=, min_size=)"
+                + detail)
+    if isinstance(err, RecursionError):
+        return "the expression nests too deeply to be evaluated"
+    if isinstance(err, MemoryError):
+        return "the expression is too large to be evaluated in the memory available"
+    if isinstance(err, NotImplementedError):
+        return f"SymPy cannot carry out a step it needs{detail}"
+    if isinstance(err, (TypeError, ValueError, AttributeError, KeyError, IndexError)):
+        kind = type(err).__name__.lower().replace("error", " error")
+        return (f"an internal error ({kind}{': ' + str(err).strip() if str(err).strip() else ''})"
+                "; a bug in this layer, not a finding about the claim (please report it)")
+    return (f"an unexpected failure{detail}; a bug in this layer, not a finding about the "
+            "claim (please report it)")
+
+
+# -- where the statement is defined ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a statement is checked: ``claim`` with the domain its closed statistics imply
+    (a variance under a square root or in a denominator must be > 0) and its smallest sizes
+    raised to where it is defined; ``defined_from`` ({axis: size}) when they were raised,
+    ``note`` saying why ("defined for N >= 2: at N = 1, ... is identically 0")."""
+
+    claim: Claim
+    defined_from: dict | None = None
+    note: str = ""
+
+
+def implicit_domain(claim: Claim) -> tuple:
+    """The closed statistics the statement divides by or takes the square root of, which the
+    claim's own domain does not already cover and which are not positive by their form (a
+    variance plus epsilon > 0 is): each must be > 0 where the statement is defined.  A
+    statistic that may be negative (a mean in a denominator) enters squared: nonzero."""
+    stated = {sp.expand(release(d)) for d in claim.domain}
+    found: list = []
+    for eq in claim.equations:
+        for side in (eq.lhs, eq.rhs):
+            for node in sp.preorder_traversal(side):
+                if not (node.is_Pow and node.exp.is_Rational
+                        and (node.exp.is_negative or node.exp.q == 2)):
+                    continue
+                base = release(node.base)
+                while base.is_Pow and base.exp.is_Rational and base.exp.q == 2:
+                    base = release(base.base)
+                if (base.is_number or not _closed(base)
+                        or not any(is_reduction(e) for e in sp.preorder_traversal(base))):
+                    continue
+                if sp.expand(base) in stated or base in found:
+                    continue
+                found.append(base)
+    out = []
+    probe = {a: max(m, 2) for a, m in claim.minimums().items()}
+    for base in found:
+        sign = _sign(claim, base, probe)
+        if sign == "positive":
+            continue
+        out.append(base if sign == "nonnegative" else base ** 2)
+    return tuple(out)
+
+
+
+
+def _closed(expr) -> bool:
+    """No free index and no bound index of an enclosing reduction: one value per batch."""
+    return not any(isinstance(s, SampleIndex) or s in BOUND_INDICES for s in expr.free_symbols)
+
+
+def _sign(claim: Claim, expr, sizes) -> str:
+    """"positive", "nonnegative" or "" (unknown) for ``expr`` written out at ``sizes``."""
+    try:
+        batch, _ = _explicit_batch(claim, sizes)
+        value = batch.resolve(batch.eval(expr, {}))
+        if value.is_positive:
+            return "positive"
+        if value.is_nonnegative:
+            return "nonnegative"
+    except Exception:  # noqa: BLE001 -- unknown: the statistic enters the domain as is
+        pass
+    return ""
+
+
+DEFINED_WITHIN = 8   # how far above its minimum an axis is raised to where a statement is defined
+
+
+def statement_scope(claim: Claim) -> Scope:
+    """The claim as checked (``Scope``).  A statement is defined at a size when none of its
+    domain's statistics (its own ``domain`` and ``implicit_domain``) is identically 0 there;
+    each axis starts at the first such size (the others held at a size where they do not
+    matter).  Where that raises a size, the implicit domain is the claim's too; a claim
+    defined from its stated sizes is checked as stated."""
+    terms = tuple(claim.domain) + implicit_domain(claim)
+    if not terms:
+        return Scope(claim)
+    minimums = claim.minimums()
+    defined, zero_at = dict(minimums), {}
+    for axis, low in minimums.items():
+        probe = {a: max(m, 3) for a, m in minimums.items()}
+        for size in range(low, low + DEFINED_WITHIN):
+            probe[axis] = size
+            zero = _identically_zero(claim, terms, probe)
+            if zero is None:
+                defined[axis] = size
+                break
+            zero_at.setdefault(axis, (size, zero))
+        else:
+            defined[axis] = low   # undefined as far as we looked: the layers will say so
+            zero_at.pop(axis, None)
+    raised = {a: n for a, n in defined.items() if n > minimums[a]}
+    if not raised:
+        # defined from the stated sizes: checked as stated (a layer treats an undefined
+        # instance as outside the domain in any case)
+        return Scope(claim)
+    changes = {"domain": tuple(claim.domain) + tuple(t for t in terms
+                                                     if t not in claim.domain),
+               "min_size": defined[claim.batch.size]}
+    others = {a: n for a, n in raised.items() if a != claim.batch.size}
+    if others:
+        changes["min_sizes"] = tuple({**dict(claim.min_sizes), **others}.items())
+    checked = replace(claim, **changes)
+    one = len(minimums) == 1
+    where = (f"N >= {defined[claim.batch.size]}" if one else
+             ", ".join(f"{sp.sstr(a)} >= {n}" for a, n in defined.items()))
+    reasons = []
+    for axis in raised:
+        size, zero = zero_at[axis]
+        at = f"N = {size}" if one else f"{sp.sstr(axis)} = {size}"
+        reasons.append(f"at {at}, {text(zero)} is identically 0")
+    note = f"defined for {where}: " + "; ".join(reasons)
+    return Scope(checked, dict(raised), note)
+
+
+def _identically_zero(claim: Claim, terms, sizes):
+    """The first of ``terms`` that is identically 0 at ``sizes`` (None when none is)."""
+    try:
+        batch, _ = _explicit_batch(claim, sizes)
+    except Exception:  # noqa: BLE001 -- a size that cannot be written out decides nothing
+        return None
+    for term in terms:
+        try:
+            value = batch.eval(term, {})
+            if batch.is_zero(value):
+                return term
+        except Exception:  # noqa: BLE001 -- a term that cannot be decided is not 0
+            continue
+    return None
 
 
 def check(claim: Claim, settings: Settings = Settings()) -> Result:
@@ -278,11 +547,22 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
     layer that gets nothing reports so -- the claim then ends *undecided*, never proved.  Time
     is measured with the thread's clock (``deadline.using_clock``); a budget enclosing the call
     bounds every layer's budget too.
+
+    Every layer checks the statement where it is defined (``statement_scope``): a variance in
+    a denominator is taken as > 0, and N starts where it is not identically 0.  The
+    counterexample search goes beyond its usual sizes where the other layers and the residual
+    point (``counterexample.further_sizes``).
     """
     t0 = time.perf_counter()
     clock = _deadline.current_clock()
     end = None if settings.timeout is None else clock() + settings.timeout
     parts: list[PartProof] = []
+    original = claim
+    try:
+        scope = statement_scope(claim)
+    except Exception:  # noqa: BLE001 -- the claim as stated: the layers will say what fails
+        scope = Scope(claim)
+    claim = scope.claim
 
     def left(own: float) -> float:
         own = min(own, _deadline.remaining())
@@ -308,16 +588,22 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
         claim, replace(settings, explicit_budget=left(settings.explicit_budget))))
     num = bounded("numeric", lambda: numeric_layer(claim, settings, monotonic_deadline()))
     extra = corroborating_layers(claim, settings, monotonic_deadline())
+    hints = failure_hints(claim, [explicit, num] + extra)
     thin = _too_little(claim, settings, explicit, num)
     cex_ev = None
     if wants_counterexample(symbolic):
+        residuals = trusted_residuals(parts)
+
         def search():
             with time_budget(left(60.0), "the counterexample search"):
-                return _counterexample_layer(claim, settings)
+                return _counterexample_layer(claim, settings, hints, residuals)
         cex_ev = bounded("counterexample", search)
     residual = next((p.residual for p in parts if not p.proved), None)
+    searched = cex_ev.details.pop(SEARCHED, None) if cex_ev is not None else None
     verdict = decide(symbolic, explicit, num, extra, thin, cex_ev, residual,
-                     min_size=claim.min_size, max_size=settings.counterexample_max_size)
+                     min_size=claim.min_size, max_size=settings.counterexample_max_size,
+                     searched=searched, minimums=claim.minimums(),
+                     defined_from=scope.defined_from, note=scope.note)
     evidence = [symbolic, explicit, num] + extra
     if cex_ev is not None:
         found = cex_ev.details.pop("found", None)   # the verdict carries it
@@ -327,7 +613,67 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
     for ev in evidence:
         ev.ok = ((verdict.status == PROVED and ev.holds is True)
                  or (verdict.status == REFUTED and ev.holds is False))
-    return Result(claim, verdict, parts, evidence, time.perf_counter() - t0)
+    return Result(original, verdict, parts, evidence, time.perf_counter() - t0)
+
+
+def failure_hints(claim: Claim, evidence) -> list:
+    """Where the layers saw the statement fail, as ({axis: size}, who saw it): the explicit
+    layer's failing sizes, the numeric layer's failing instances (random and the one
+    Hypothesis shrank), each framework's failing instance.  The counterexample search goes
+    there (and below) when the usual sizes hold.  Takes the layers' private notes out of
+    their details, so what is printed is unchanged."""
+    axes = list(claim.minimums())
+    out: list = []
+
+    def add(sizes, who):
+        if isinstance(sizes, dict):
+            sizes = {a: sizes[a] for a in axes if a in sizes}
+        elif isinstance(sizes, (list, tuple)):
+            sizes = dict(zip(axes, sizes))
+        else:
+            sizes = {axes[0]: sizes}
+        if all(isinstance(n, int) and n >= 1 for n in sizes.values()) and sizes:
+            out.append((sizes, who))
+
+    for ev in evidence:
+        d = ev.details if isinstance(ev.details, dict) else {}
+        private = d.pop(FAILING_SIZES, None)
+        try:
+            if ev.kind == "explicit":
+                for n in d.get("fails_at") or ():
+                    add(n, "the explicit layer")
+            elif ev.kind == "numeric":
+                for n in (private or ())[:3]:
+                    add(n, "a random instance of the numeric layer")
+                shrunk = (d.get("hypothesis") or {}).get("shrunk_failure")
+                if shrunk:
+                    add(_json_sizes(shrunk, axes), "the instance Hypothesis shrank")
+            elif isinstance((d.get("failure") or {}).get("instance"), dict):
+                add(_json_sizes(d["failure"]["instance"], axes), f"the {ev.kind} layer")
+        except (TypeError, ValueError, KeyError, AttributeError):
+            continue   # a note in another shape: no hint from it
+    return out
+
+
+def _json_sizes(instance: dict, axes) -> dict:
+    """The sizes of an instance as ``numeric.instance_json`` writes it ("N", and any other
+    axis by name)."""
+    sizes = {axes[0]: instance["N"]}
+    for a in axes[1:]:
+        if isinstance(instance.get(sp.sstr(a)), int):
+            sizes[a] = instance[sp.sstr(a)]
+    for key, n in (instance.get("sizes") or {}).items():
+        sizes.update({a: n for a in axes if key == a or key == sp.sstr(a)})
+    return sizes
+
+
+def trusted_residuals(parts) -> tuple:
+    """The unproved parts' residuals, when every step that produced them passed its re-check
+    (then each residual is 0 exactly where the part holds); else nothing."""
+    unproved = [p for p in parts if not p.proved]
+    if not unproved or any(not s.ok for p in unproved for s in p.lhs_steps + p.rhs_steps):
+        return ()
+    return tuple(p.residual for p in unproved)
 
 
 def wants_counterexample(symbolic: Evidence) -> bool:
@@ -337,7 +683,9 @@ def wants_counterexample(symbolic: Evidence) -> bool:
 
 def decide(symbolic: Evidence, explicit: Evidence, numeric: Evidence,
            corroborating=(), thin: str = "", counterexample: Evidence | None = None,
-           residual: sp.Expr | None = None, *, min_size: int = 1, max_size: int = 6) -> Verdict:
+           residual: sp.Expr | None = None, *, min_size: int = 1, max_size: int = 6,
+           searched: str | None = None, minimums: dict | None = None,
+           defined_from: dict | None = None, note: str = "") -> Verdict:
     """The verdict, from the evidence alone (pure: no layer is run, nothing is changed).
 
     ``symbolic``, ``explicit``, ``numeric``: the three core layers; ``corroborating``: the
@@ -346,13 +694,27 @@ def decide(symbolic: Evidence, explicit: Evidence, numeric: Evidence,
     evidence (None when it did not run), with ``details["found"]`` the Counterexample and
     ``details["rechecked"]`` True only when the independent re-check confirmed it;
     ``residual``: the first unproved part's residual.  ``min_size``: the claim's smallest
-    batch size; ``max_size``: how far the search went.
+    batch size; ``max_size``: how far the search went (``searched``: how far, in words, when
+    it went beyond its usual sizes).  ``minimums``: {axis: smallest size}, for a claim over
+    several axes.  ``defined_from``: {axis: size} where the statement only starts to be
+    defined above the claim's own minimums, ``note`` why; both go into the verdict.
 
     * proved:    the symbolic proof holds, the explicit and numeric layers hold, no
                  corroborating layer contradicts it and the corroboration is not too thin;
     * refuted:   no symbolic proof, and a counterexample the independent re-check confirmed;
     * undecided: everything else, with the reason.
     """
+    verdict = _decide(symbolic, explicit, numeric, corroborating, thin, counterexample,
+                      residual, min_size, max_size, searched, minimums, note)
+    if defined_from:
+        verdict.defined_from = dict(defined_from)
+    return verdict
+
+
+def _decide(symbolic, explicit, numeric, corroborating, thin, counterexample, residual,
+            min_size, max_size, searched, minimums, note) -> Verdict:
+    several = minimums is not None and len(minimums) > 1
+    also = f" ({note})" if note else ""
     core = symbolic.holds and explicit.holds and numeric.holds
     against = [e for e in corroborating if e.holds is False]
     if core and against:
@@ -360,7 +722,9 @@ def decide(symbolic: Evidence, explicit: Evidence, numeric: Evidence,
             "the symbolic proof is contradicted: "
             + "; ".join(f"{e.kind}: {e.summary}" for e in against))
     if core and not thin:
-        return Verdict.proved(f"proved for every N >= {min_size}")
+        every = (", ".join(f"{sp.sstr(a)} >= {n}" for a, n in minimums.items()) if several
+                 else f"N >= {min_size}")
+        return Verdict.proved(f"proved for every {every}{also}")
     if core:
         return Verdict.undecided(f"the proof holds, but the independent checks are too thin "
                                  f"to corroborate it ({thin}); allow more time")
@@ -370,18 +734,23 @@ def decide(symbolic: Evidence, explicit: Evidence, numeric: Evidence,
             + "; ".join(f"{e.kind}: {e.summary}" for e in (explicit, numeric) if not e.holds))
     details = counterexample.details if counterexample is not None else {}
     cex = details.get("found")
+    at = None
+    if cex is not None:
+        at = sizes_text(cex.sizes) if len(cex.sizes) > 1 else f"N = {cex.size}"
     if cex is not None and details.get("rechecked") is True:
+        smallest = "sizes" if len(cex.sizes) > 1 else "batch size"
         return Verdict.refuted(cex, residual,
-                               f"fails at N = {cex.size} (smallest failing batch size)")
+                               f"fails at {at} (smallest failing {smallest}"
+                               + (f"; {note}" if note else "") + ")")
     if cex is not None:
         return Verdict.undecided(
-            f"a counterexample at N = {cex.size} was not confirmed by the independent "
+            f"a counterexample at {at} was not confirmed by the independent "
             f"re-check: {details.get('recheck', 'no re-check')}", residual)
     if symbolic.holds is None or residual is None or residual == 0:
         return Verdict.undecided(symbolic.summary)
     return Verdict.undecided(
         f"the residual {text(residual)} does not reduce to 0 and no counterexample "
-        f"was found up to N = {max_size}", residual)
+        f"was found {searched or f'up to N = {max_size}'}{also}", residual)
 
 
 def corroborating_layers(claim: Claim, settings: Settings,
@@ -421,31 +790,55 @@ def _too_little(claim: Claim, settings: Settings, explicit: Evidence, num: Evide
     return ""
 
 
-def _counterexample_layer(claim: Claim, settings: Settings) -> Evidence:
+SEARCHED = "_searched"   # the search's private note of how far it went (not printed)
+
+
+def _counterexample_layer(claim: Claim, settings: Settings, hints=(), residuals=()) -> Evidence:
     """The search, and the independent re-check of what it found (``recheck``): the
-    evidence holds False (the claim fails) only when the re-check confirms the instance."""
+    evidence holds False (the claim fails) only when the re-check confirms the instance.
+    ``hints`` and ``residuals`` take the search beyond its usual sizes
+    (``counterexample.further_sizes``)."""
     t0 = time.perf_counter()
+    log = counterexample.SearchLog()
     cex = counterexample.search(claim, settings.counterexample_max_size)
+    if cex is None and (hints or residuals):
+        checkpoint()
+        cex = counterexample.search_beyond(claim, settings.counterexample_max_size,
+                                           hints=hints, residuals=residuals, log=log)
+    beyond = bool(log.beyond) or len(claim.axes) > 1
     if cex is None:
-        return Evidence("counterexample", False,
-                        f"none found up to N = {settings.counterexample_max_size}", {},
+        how = (log.text(list(claim.minimums())) if beyond
+               else f"up to N = {settings.counterexample_max_size}")
+        details = {"searched_beyond": [[s[a] for a in claim.minimums()] for s, _ in log.beyond],
+                   "why": [why for _, why in log.beyond]} if log.beyond else {}
+        if beyond:
+            details[SEARCHED] = how
+        return Evidence("counterexample", False, f"none found {how}", details,
                         time.perf_counter() - t0, holds=None)
     checkpoint()
-    return counterexample_evidence(claim, cex, time.perf_counter() - t0)
+    ev = counterexample_evidence(claim, cex, time.perf_counter() - t0)
+    why = next((w for s, w in log.beyond if s == cex.all_sizes(claim)), None)
+    if why is not None:
+        ev.summary += f" (searched there: {why})"
+        ev.details["why"] = why
+    return ev
 
 
 def counterexample_evidence(claim: Claim, cex: Counterexample, seconds: float = 0.0) -> Evidence:
     """The evidence of a found counterexample, re-checked independently."""
     again = recheck.confirm(claim, cex)
+    at = sizes_text(cex.sizes) if len(cex.sizes) > 1 else f"N = {cex.size}"
     if again.confirmed:
-        summary = (f"N = {cex.size}: residual {text(cex.residual)} (exact), "
+        summary = (f"{at}: residual {text(cex.residual)} (exact), "
                    f"re-checked independently")
     else:
-        summary = (f"N = {cex.size}: residual {text(cex.residual)}, not confirmed by the "
+        summary = (f"{at}: residual {text(cex.residual)}, not confirmed by the "
                    f"independent re-check ({again.reason})")
-    return Evidence("counterexample", bool(again.confirmed), summary,
-                    {"N": cex.size, "residual": text(cex.residual),
-                     "rechecked": again.confirmed, "recheck": again.reason, "found": cex},
+    details = {"N": cex.size, "residual": text(cex.residual),
+               "rechecked": again.confirmed, "recheck": again.reason, "found": cex}
+    if len(cex.sizes) > 1:
+        details["sizes"] = {sp.sstr(a): n for a, n in cex.sizes.items()}
+    return Evidence("counterexample", bool(again.confirmed), summary, details,
                     seconds, holds=False if again.confirmed else None)
 
 
