@@ -77,6 +77,9 @@ class _Reduction(sp.Expr):
     def __new__(cls, body, index, size):
         body = sp.sympify(body)
         size = sp.sympify(size)
+        if isinstance(index, SampleIndex) and index.axis != size:
+            raise ValueError(f"the index {index} runs over {index.axis}: a reduction over "
+                             f"{size} needs an index of that axis")
         depth = _depth(body) + 1
         if depth > len(BOUND_INDICES):
             raise ValueError(f"reductions nest deeper than {len(BOUND_INDICES)} levels")

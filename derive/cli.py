@@ -312,6 +312,10 @@ def _brief(e) -> str:
     d, note = e.details, ""
     if e.kind == "symbolic" and "steps" in d:
         note = f"{d['steps']} steps"
+    elif e.kind == "explicit" and "axes" in d and (d.get("holds_at") or d.get("fails_at")):
+        sizes = d.get("holds_at", []) + d.get("fails_at", [])   # one list of sizes per axis
+        top = ", ".join(str(max(s[n] for s in sizes)) for n in range(len(d["axes"])))
+        note = f"{len(sizes)} sizes of ({', '.join(d['axes'])}) up to ({top})"
     elif e.kind == "explicit" and (d.get("holds_at") or d.get("fails_at")):
         sizes = sorted(d.get("holds_at", []) + d.get("fails_at", []))
         note = f"N = {sizes[0]}..{sizes[-1]}" if len(sizes) > 1 else f"N = {sizes[0]}"
@@ -325,7 +329,8 @@ def _brief(e) -> str:
 
 def _value(x):
     from .text import text
-    return "(" + ", ".join(text(v) for v in x) + ")" if isinstance(x, list) else text(x)
+    # a tensor over several axes is a nested list: rows in parentheses, ((0, -1), (2, 1))
+    return "(" + ", ".join(_value(v) for v in x) + ")" if isinstance(x, list) else text(x)
 
 
 def cmd_check(args) -> int:

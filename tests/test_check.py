@@ -37,14 +37,14 @@ def test_rmsnorm_example_refutes_shift_proves_scale_and_exits_one():
 
 def test_rmsnorm_shift_counterexample_is_a_single_sample():
     proc = check(EXAMPLES / "rmsnorm_shift.py")
-    assert "counterexample: N = 1:" in proc.stdout
+    assert "counterexample: m = 1:" in proc.stdout
 
 
 @pytest.mark.slow
 def test_wrong_backward_formula_is_refuted_with_a_two_sample_counterexample():
     proc = check(EXAMPLES / "wrong_batchnorm_backward.py")
     lines = proc.stdout.splitlines()
-    assert (proc.returncode, lines[0].split()[0], "counterexample: N = 2:" in lines[1]) == \
+    assert (proc.returncode, lines[0].split()[0], "counterexample: m = 2:" in lines[1]) == \
         (1, "REFUTED", True)
 
 

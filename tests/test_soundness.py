@@ -15,16 +15,19 @@ b = B.param("b")
 FAST = Settings(random_instances=40, hypothesis_examples=20)
 
 
-def test_a_reduction_over_another_batch_size_is_rejected():
+def test_a_reduction_by_an_index_of_another_axis_is_rejected():
     C = Batch("M")
-    with pytest.raises(ValueError, match="reduction over M samples"):
+    with pytest.raises(ValueError, match="runs over N: a reduction over M"):
         Claim("two.sizes", "two sizes", B, (Equation(C.sum(1, i), C.size),))
 
 
-def test_a_sample_with_two_indices_is_rejected():
+def test_a_tensor_indexed_along_two_axes_at_one_position_is_rejected():
+    C = Batch("M")
     W = sp.IndexedBase("W", real=True)
-    with pytest.raises(ValueError, match="exactly one"):
-        Claim("two.indices", "matrix", B, (Equation(Grad(W[i, k], W[i, l]), 0),))
+    c = C.index("c")
+    Claim("two.indices", "matrix", B, (Equation(Grad(W[i, k], W[i, l]), 0),))  # one axis: fine
+    with pytest.raises(ValueError, match="indexed along"):
+        Claim("two.axes", "mixed", B, (Equation(W[i, c] + W[c, i], 0),))
 
 
 def test_a_numeric_batch_size_is_rejected():

@@ -258,18 +258,13 @@ def test_mean_of_squares_claim_holds_at_n_1_and_fails_first_at_n_2(false_results
 
 # -- undecided: no proof and no counterexample --------------------------------------------------
 
-def test_claim_refuted_only_beyond_the_search_is_undecided():
+def test_a_search_capped_below_the_failure_goes_where_the_residual_points():
+    # the residual -Delta b (N - 1) vanishes at N = 1 only: a search capped at 1 goes on to 2
     result = check(CLAIMS["centering.unnormalized-sum"],
                    Settings(random_instances=30, hypothesis_examples=20,
                             counterexample_max_size=1))
-    assert result.verdict.status == UNDECIDED
-
-
-def test_undecided_verdict_says_the_search_found_no_counterexample():
-    result = check(CLAIMS["centering.unnormalized-sum"],
-                   Settings(random_instances=30, hypothesis_examples=20,
-                            counterexample_max_size=1))
-    assert "no counterexample was found up to N = 1" in result.verdict.reason
+    assert (result.verdict.status, result.verdict.counterexample.size) == (REFUTED, 2)
+    assert "smallest failing batch size" in result.verdict.reason
 
 
 def test_false_claim_vanishing_on_every_search_value_is_undecided():

@@ -302,12 +302,30 @@ def _chunks(expr: sp.Add) -> list[str]:
     return chunks + [current]
 
 
+READABLE = 240   # glyphs, about four display lines: a longer intermediate step is not shown
+
+
 def _steps_tex(label: str, start, steps) -> list[str]:
-    # the rule goes in the equation's tag, which amsmath moves below a long line
+    """One side's derivation.  The rule goes in the equation's tag, which amsmath moves below
+    a long line.  Intermediate steps too long to read (the expanded sums between two readable
+    lines) are passed over in one line naming their rules; they are re-checked like every
+    other step and given in full in the certificate.  The last step is always shown."""
     if not steps:
         return [rf"  {label} &= {_step(start)} \tag*{{\rulename{{nothing to reduce}}}}\\"]
     lines = [rf"  {label} &= {_step(start)} \notag\\"]
-    for s in steps:
+    skipped: list = []
+    for n, s in enumerate(steps):
+        # a step that failed its re-check is always shown
+        if n < len(steps) - 1 and s.ok and _glyphs(tex(s.after)) > READABLE:
+            skipped.append(s)
+            continue
+        if skipped:
+            rules = ", ".join(dict.fromkeys(t.rule for t in skipped))
+            check = r"\ \checkmark" if all(t.ok and t.checks for t in skipped) else ""
+            count = f"{len(skipped)} step{'s' if len(skipped) > 1 else ''}"
+            lines.append(rf"  &\quad\vdots \quad\text{{\small {count}, each too long to "
+                         rf"show (in the certificate)}} \tag*{{\rulename{{{rules}}}{check}}}\\")
+            skipped = []
         check = r"\ \checkmark" if s.ok and s.checks else ""
         lines.append(rf"  &= {_step(s.after)} \tag*{{\rulename{{{s.rule}}}{check}}}\\")
     return lines
@@ -335,14 +353,25 @@ def _proof_tex(result: Result, settings) -> list[str]:
     return out
 
 
+def value_tex(v) -> str:
+    """A counterexample's value: a number, a vector (u_1, ..., u_N), or for a tensor over two
+    axes the matrix of its entries (rows along the first axis); deeper ones nest parentheses."""
+    if not isinstance(v, list):
+        return tex(v)
+    if v and all(isinstance(row, list) and not any(isinstance(x, list) for x in row)
+                 for row in v):
+        rows = r" \\ ".join(" & ".join(tex(x) for x in row) for row in v)
+        return r"\begin{pmatrix} " + rows + r" \end{pmatrix}"
+    return r"\left(" + ", ".join(value_tex(x) for x in v) + r"\right)"
+
+
 def _counterexample_tex(result: Result) -> list[str]:
     cex = result.verdict.counterexample
     if cex is None:
         return []
     values = []
     for name, v in cex.values.items():
-        shown = (r"\left(" + ", ".join(tex(x) for x in v) + r"\right)") if isinstance(v, list) \
-            else tex(v)
+        shown = value_tex(v)
         values.append(f"{name} = {shown}")
     smallest = ("batch size that fails is" if len(result.claim.axes) == 1
                 else "sizes that fail are")

@@ -7,7 +7,7 @@ import re
 from ..core import Result, all_assumptions
 from .common import (evidence_rows, failing_sizes, implementation_check, sizes_phrase,
                      verdict_phrase)
-from .latex import equation_tex, tex
+from .latex import equation_tex, tex, value_tex
 
 _INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
            (r"\\texttt\{([^{}]*)\}", r"`\1`"), (r"\\S ", "§"), (r"\\&", "&"),
@@ -38,7 +38,7 @@ def claim_md(result: Result) -> str:
         lines.append(f"- part {n}{label}: {rules}; residual ${tex(part.residual)}$")
     if v.counterexample is not None:
         cex = v.counterexample
-        vals = ", ".join(f"${k} = {tex(tuple(v)) if isinstance(v, list) else tex(v)}$"
+        vals = ", ".join(f"${k} = {value_tex(v)}$"
                          for k, v in cex.values.items())
         lines += ["", f"Counterexample (smallest {sizes_phrase(failing_sizes(result))}): {vals}"
                   + "".join(f", ${tex(f)} = {tex(v)}$" for f, v in cex.function_equations())
