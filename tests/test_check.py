@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,14 @@ def test_second_derivative_example_proved_and_held_version_refuted():
                                      "second.bias-curvature-held": "REFUTED"}, proc.stderr
     proved = layers(proc.stdout, "second.bias-curvature")
     assert {proved.get(k) for k in ("symbolic", "explicit", "numeric")} == {"ok"}
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="no TeX engine")
+def test_reports_of_the_axes_and_second_derivative_examples_build_as_pdf(tmp_path):
+    # a claim with no assumptions and a tensor counterexample (a matrix) typeset cleanly
+    proc = check(EXAMPLES / "second_derivative.py", EXAMPLES / "bias_before_normalization.py",
+                 "--frameworks", "none", "--report", tmp_path, "--format", "tex,pdf")
+    assert proc.returncode == 1 and "error" not in proc.stderr, proc.stderr
+    assert {p.name for p in tmp_path.glob("*.pdf")} == {
+        "second-derivative.pdf", "bias-before-normalization.pdf"}
+    assert r"\begin{pmatrix}" in (tmp_path / "bias-before-normalization.tex").read_text()

@@ -440,7 +440,7 @@ def claim_tex(result: Result, settings) -> str:
              rf"\hfill\break {_verdict_box(result)}\enspace{{\small\texttt{{{c.id}}}}}\par",
              c.text,
              r"\begin{gather*}" + eqs + r"\end{gather*}",
-             r"{\raggedright\emph{Assumptions:} $" + r"$, $".join(all_assumptions(c)) + r"$."
+             r"{\raggedright\emph{Assumptions:} " + _assumptions_tex(c) + "."
              + (rf" \emph{{Source:}} {c.source}." if c.source else "")
              + (r" \emph{Uses:} " + ", ".join(rf"\texttt{{{u}}}" for u in c.uses) + "."
                 if c.uses else "") + r"\par}",
@@ -454,6 +454,13 @@ _LAYER_NAMES = {"symbolic": "the symbolic derivation", "explicit": "explicit sum
                 "numeric": "numeric instances", "torch": "PyTorch", "jax": "JAX",
                 "simulation": "a simulated training run",
                 "counterexample": "the exact counterexample"}
+
+
+def _assumptions_tex(claim) -> str:
+    """"$a > 0$, $\\epsilon > 0$", or "none" for a claim that assumes nothing (an empty $$
+    would be display math to TeX)."""
+    found = all_assumptions(claim)
+    return ", ".join(f"${a}$" for a in found) if found else "none"
 
 
 def _evidence_line(result: Result) -> str:
