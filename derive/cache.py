@@ -44,7 +44,9 @@ import os
 import pickle
 import platform
 import shutil
+import sys
 import tempfile
+import types
 from importlib import metadata
 from pathlib import Path
 
@@ -124,6 +126,21 @@ class _Canonical(ReprPrinter):
         return f"{type(expr).__qualname__}({expr.name!r}, {assumptions!r})"
 
 
+def _function_name(fn) -> str | None:
+    """A module-level function of the ``derive`` package by its qualified name (its source is
+    in the key's source hash), else None: a function from elsewhere, a lambda, a nested
+    function or a bound method has no name that says what it does."""
+    if not isinstance(fn, types.FunctionType):
+        return None
+    module, qualname = getattr(fn, "__module__", None) or "", fn.__qualname__
+    if module.split(".")[0] != "derive" or "<" in qualname:
+        return None
+    found = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return f"{module}.{qualname}" if found is fn else None
+
+
 def _material(value, printer: _Canonical) -> str:
     if value is None or isinstance(value, (bool, int, float, str)):
         return f"{type(value).__name__}:{value!r}"
@@ -137,6 +154,13 @@ def _material(value, printer: _Canonical) -> str:
         return f"{type(value).__qualname__}(" + ", ".join(
             f"{f.name}={_material(getattr(value, f.name), printer)}"
             for f in dataclasses.fields(value)) + ")"
+    if callable(value) and not isinstance(value, type):   # a corroboration's function
+        name = _function_name(value)
+        if name is None:
+            printer.foreign.append(f"{getattr(value, '__module__', None)}."
+                                   f"{getattr(value, '__qualname__', type(value).__qualname__)}")
+            return "foreign"
+        return f"function:{name}"
     raise Uncacheable(f"a {type(value).__qualname__} cannot be part of a cache key")
 
 

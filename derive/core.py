@@ -66,6 +66,8 @@ class Claim:
     size of another axis, 1 when not given).  ``domain`` lists closed
     expressions that must be positive where the statement is defined (a variance at
     epsilon = 0): instances and counterexamples outside it are not drawn.
+    ``corroborations`` is the evidence only this claim's topic knows how to gather (simulated
+    training, a kernel built from the formula; ``corroboration.Corroboration``).
     """
 
     id: str
@@ -83,8 +85,13 @@ class Claim:
     domain: tuple[sp.Expr, ...] = ()   # closed expressions that must be > 0 (sigma^2 > 0)
     explicit_up_to: int | None = None  # largest explicit N worth its time (None: settings')
     min_sizes: tuple[tuple[sp.Symbol, int], ...] = ()  # (axis, smallest size) beyond the batch
+    corroborations: tuple = ()   # ``corroboration.Corroboration``s: the topic's own evidence
 
     def __post_init__(self):
+        from .corroboration import Corroboration
+        if not (isinstance(self.corroborations, tuple)
+                and all(isinstance(c, Corroboration) for c in self.corroborations)):
+            raise ValueError(f"{self.id}: corroborations must be a tuple of Corroboration")
         if self.expected is not None and self.expected not in VERDICTS:
             raise ValueError(f"{self.id}: expected verdict must be one of {VERDICTS}")
         if not self.equations:

@@ -15,8 +15,10 @@ constant is then something the simulation shows, not something it assumes.  The 
 a nonzero mean, which no centered output can match (so the naive step pushes b forever), and
 a chosen correlation with u (``gain``), which sets the sign of C in the scale regimes.  Every
 step records the parameter, the loss and how far xhat moved from its start; the checks then
-hold the recorded numbers against the closed forms of ``centering.drift``,
-``train.weight-norm-growth`` and ``train.naive-scale-step``.
+hold the recorded numbers against the proved closed forms: the bias's drift, the growth of the
+weight's norm, the naive step on a scale.  ``drift_evidence``, ``norm_growth_evidence`` and
+``naive_scale_evidence`` make the "simulation" evidence of the claims that declare them (a
+``corroboration.Corroboration`` of kind "simulation" in ``Claim.corroborations``).
 
 Everything is seeded (``np.random.default_rng``) and deterministic.
 """
@@ -452,7 +454,8 @@ def _evidence(checks: list[Check], runs: list[Run], what: str, seconds: float) -
     return Evidence("simulation", False, summary, details, seconds, holds=not failures)
 
 
-def drift_evidence() -> Evidence:
+def drift_evidence(claim=None) -> Evidence:
+    """Held, b on its straight line with the outputs and loss unchanged; through, b still."""
     t0 = time.perf_counter()
     runs = report_runs()
     held, through = runs["centering-held"], runs["centering-through"]
@@ -465,7 +468,8 @@ def drift_evidence() -> Evidence:
                      time.perf_counter() - t0)
 
 
-def norm_growth_evidence() -> Evidence:
+def norm_growth_evidence(claim=None) -> Evidence:
+    """Through both statistics, ||w||^2 grows by eta^2 ||grad||^2 per step."""
     t0 = time.perf_counter()
     run = report_runs()["scale-through"]
     checks = run_checks(run)
@@ -474,7 +478,8 @@ def norm_growth_evidence() -> Evidence:
                      "squared times the squared norm of the gradient", time.perf_counter() - t0)
 
 
-def naive_scale_evidence() -> Evidence:
+def naive_scale_evidence(claim=None) -> Evidence:
+    """Held, w on the recurrence w - eta C/w: it grows for C < 0, crosses 0 for C > 0."""
     t0 = time.perf_counter()
     runs = report_runs()
     grow, cross = runs["scale-held-grow"], runs["scale-held-cross"]
@@ -486,18 +491,28 @@ def naive_scale_evidence() -> Evidence:
                      time.perf_counter() - t0)
 
 
-EVIDENCE = {"centering.drift": drift_evidence,
-            "train.weight-norm-growth": norm_growth_evidence,
-            "train.naive-scale-step": naive_scale_evidence}
+# each simulation's evidence, by the closed form it checks (a claim declares which it gets)
+EVIDENCE = {"drift": drift_evidence,
+            "norm-growth": norm_growth_evidence,
+            "naive-scale": naive_scale_evidence}
+
+
+def _declared(claim) -> list:
+    return [c for c in getattr(claim, "corroborations", ())
+            if c.kind == "simulation" and not c.attached]
 
 
 def applies(claim) -> bool:
-    return claim.id in EVIDENCE
+    """Whether ``claim`` declares a simulation among its corroborations."""
+    return bool(_declared(claim))
 
 
 def layer(claim) -> Evidence:
-    """The simulation evidence for ``claim`` (one of ``EVIDENCE``)."""
-    return EVIDENCE[claim.id]()
+    """The simulation evidence ``claim`` declares (its first corroboration of that kind)."""
+    declared = _declared(claim)
+    if not declared:
+        raise ValueError(f"{claim.id} declares no simulation")
+    return declared[0].run(claim)
 
 
 # -- the runs of ``derive simulate`` ---------------------------------------------------------

@@ -18,10 +18,13 @@ import inspect
 
 import sympy as sp
 
-from . import bn_kernel
+from .. import simulation
 from ..calculus import BOUND_INDICES, Batch, Grad, held
 from ..core import Claim, Equation
+from ..corroboration import Corroboration
+from ..frameworks import kernel
 from ..verify import Settings
+from . import bn_kernel
 
 SOURCE = r"[BN] \S 3, Algorithm 1"
 
@@ -130,6 +133,39 @@ def lemma_claims() -> list[Claim]:
     ]
 
 
+# -- the verified kernel: the backward formulas as a torch.autograd.Function ------------------
+
+def kernel_formulas() -> kernel.Formulas:
+    """The formulas the kernel's backward pass evaluates: the compact one for the input, the
+    derivatives by gamma and beta for the parameters."""
+    by_id = {c.id: c for c in backward_claims()}
+    return kernel.Formulas(by_id["bn.backward.compact"], by_id["bn.backward.dl-dgamma"],
+                           by_id["bn.backward.dl-dbeta"], m, x, g, gamma, eps)
+
+
+def kernel_gradcheck(claim: Claim) -> dict:
+    """torch.autograd.gradcheck on the kernel whose input gradient is ``claim``'s formula."""
+    return kernel.gradcheck(claim, formulas=kernel_formulas())
+
+
+def implementation_check(claim: Claim) -> dict:
+    """The implementer's NumPy backward pass of the report, float32 and float64, against
+    torch's."""
+    return kernel.implementation_check(bn_kernel.bn_backward)
+
+
+kernel.provide(kernel_formulas)
+
+# the torch layer of the compact formula also checks the kernel built from it, then the NumPy
+# implementation the report prints
+KERNEL_CHECKS = (
+    Corroboration("torch", kernel_gradcheck, key="gradcheck",
+                  failure=kernel.gradcheck_failure, note=kernel.gradcheck_note),
+    Corroboration("torch", implementation_check, key="implementation",
+                  failure=kernel.implementation_failure),
+)
+
+
 def backward_claims() -> list[Claim]:
     both = (r"m \ge 1", r"\epsilon > 0", ARBITRARY)
     return [
@@ -194,7 +230,8 @@ def backward_claims() -> list[Claim]:
                  r" - \sum_j g_j - \hat x_i\sum_j g_j\hat x_j\bigr)$ with "
                  r"$s = \sqrt{\sigma^2+\epsilon}$: the form kernels implement.",
             assumptions=both, source="the form implementations use",
-            uses=("bn.backward.dl-dx",), expected="proved"),
+            uses=("bn.backward.dl-dx",), expected="proved",
+            corroborations=KERNEL_CHECKS),
         Claim(
             "bn.jacobian", "The Jacobian of the normalization", B,
             (Equation(Grad(at(xhat, k), x[i]),
@@ -359,7 +396,8 @@ def training_claims() -> list[Claim]:
                  r"and since $\nabla\ell$ scales like $1/\lVert w\rVert$ the effective step on "
                  r"the direction is $\eta/\lVert w\rVert^2$.",
             assumptions=(r"n \ge 1", r"w \ne 0", r"\eta > 0"), source=r"[BN] \S 3.3",
-            uses=("train.weight-orthogonal",), expected="proved"),
+            uses=("train.weight-orthogonal",), expected="proved",
+            corroborations=(Corroboration("simulation", simulation.norm_growth_evidence),)),
         Claim(
             "train.naive-scale-step", "The naive step on a scale", B,
             (Equation(normalize(w * u[i], 0), normalize(u[i], 0),
@@ -379,7 +417,8 @@ def training_claims() -> list[Claim]:
             assumptions=(r"w > 0", r"\eta > 0") + EPS0 + (ARBITRARY,),
             source=r"[BN] \S 2", uses=("bn.scale-invariance-eps0",), expected="proved",
             min_size=2,
-            domain=(variance(u[i]),)),
+            domain=(variance(u[i]),),
+            corroborations=(Corroboration("simulation", simulation.naive_scale_evidence),)),
     ]
 
 

@@ -31,6 +31,7 @@ from .. import numeric
 from ..axes import layout, sizes_text
 from ..calculus import Grad, Held
 from ..core import Claim, Evidence, error_text, shown_pair
+from ..corroboration import attached_to
 from ..explicit import free_indices
 from .backends import PADDED_WIDTH, OperatorUndefined, backend
 from .program import Program, standardization
@@ -443,26 +444,19 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
                                "max_error": run.operator["max_error"],
                                "not_defined": run.operator["undefined"]}
         details["max_error"] = max(run.formula["max_error"], run.operator["max_error"])
-    from . import kernel
-    checked = None
-    if name == "torch" and claim.id == kernel.KERNEL_CLAIM:
-        checked = details["gradcheck"] = kernel.gradcheck(claim)
-        # the implementer's NumPy code of the report, float32 and float64, against torch
-        details["implementation"] = kernel.implementation_check()
+    # the claim's own checks in this framework (a kernel built from the formula, an
+    # implementation against the framework's), each under its key, in the claim's order
+    attached = attached_to(claim, name)
+    for c in attached:
+        details[c.key] = c.run(claim)
 
     def done(summary, holds):
         return Evidence(name, False, summary, details, seconds + time.perf_counter() - t0,
                         holds=holds)
 
-    if checked is not None and not checked["passed"]:
-        bad = checked["failed"][0]
-        return done(f"torch.autograd.gradcheck fails on the kernel whose backward is this "
-                    f"formula (N = {bad['N']}, epsilon = {bad['epsilon']})", False)
-    implemented = details.get("implementation")
-    if implemented is not None and not implemented["passed"]:
-        bad = next(r for r in implemented["rows"] if not r["passed"])
-        return done(f"the report's NumPy implementation of this formula disagrees with "
-                    f"{implemented['against']} in {bad['dtype']}", False)
+    for c in attached:
+        if not details[c.key]["passed"]:
+            return done(c.failure_text(details[c.key]), False)
     if count == 0:
         return done("not run: no instance in the claim's domain was drawn", None)
     if run.first_failure is None:
@@ -478,9 +472,7 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
                         + (f"; it refuses the other {undefined}, at N = 1 or epsilon = 0"
                            if undefined else "") + ")")
         summary += f"; tolerance {run.tolerance:.0e}"
-        if checked is not None:
-            summary += (f"; torch.autograd.gradcheck passes on a kernel whose backward is this "
-                        f"formula ({checked['runs']} runs, N up to {max(checked['sizes'])})")
+        summary += "".join(c.note(details[c.key]) for c in attached if c.note is not None)
         return done(summary, True)
     # the shrunk instance, if it fails here too; else the first instance that failed here
     found = run.compare(shrunk) if shrunk is not None else []

@@ -2,40 +2,80 @@
 
 ``verified_batch_norm()`` is a ``torch.autograd.Function``: its forward pass is Algorithm 1
 (training mode, one activation over a batch), and its backward pass evaluates the right-hand
-sides of three claims, compiled by ``program.Program`` -- ``bn.backward.compact`` for the
-input, ``bn.backward.dl-dgamma`` and ``bn.backward.dl-dbeta`` for the parameters.  Nothing
-in the backward pass is written by hand: it is the formula the report proves.
-``torch.autograd.gradcheck`` then compares it with finite differences of the forward pass.
+sides of three claims (``Formulas``: the input's gradient, the scale's, the shift's), compiled
+by ``program.Program``.  Nothing in the backward pass is written by hand: it is the formula
+the report proves.  ``torch.autograd.gradcheck`` then compares it with finite differences of
+the forward pass.  ``implementation_check`` holds a NumPy backward pass against torch's own.
+
+This module knows no claim: the topic that proves the formulas hands them over (``Formulas``),
+declares the checks as corroborations of its claim (``corroboration.Corroboration``, attached
+to the torch layer), and may ``provide`` the formulas used when none are given.
 """
 
 from __future__ import annotations
 
-from ..claims import batchnorm as bn
+from dataclasses import dataclass
+from typing import Any, Callable
+
 from ..explicit import free_indices
 from .backends import backend
 from .program import Context, Program
 
-KERNEL_CLAIM = "bn.backward.compact"
-FORMULAS = ("bn.backward.compact", "bn.backward.dl-dgamma", "bn.backward.dl-dbeta")
 SIZES = (2, 3, 8, 64)       # batch sizes gradcheck runs at
 EPSILONS = (1e-5, 0.5)      # the usual epsilon, and a large one
 
 
-def verified_batch_norm(input_gradient=None):
+@dataclass(frozen=True)
+class Formulas:
+    """What the kernel's backward pass evaluates: three claims whose first equation's
+    right-hand side is the gradient by the input x[k], by gamma and by beta, and the symbols
+    they are written in (the batch's size, the input x, the output gradient g, gamma,
+    epsilon)."""
+
+    dx: Any
+    dgamma: Any
+    dbeta: Any
+    size: Any
+    x: Any
+    g: Any
+    gamma: Any
+    eps: Any
+
+    @property
+    def claims(self) -> tuple:
+        return (self.dx, self.dgamma, self.dbeta)
+
+
+_provider: Callable[[], Formulas] | None = None
+
+
+def provide(formulas: Callable[[], Formulas]) -> None:
+    """Set the formulas used when a caller gives none (a function, called when needed)."""
+    global _provider
+    _provider = formulas
+
+
+def default_formulas() -> Formulas:
+    if _provider is None:
+        raise LookupError("no kernel formulas: pass formulas=, or import the topic that "
+                          "provides them (derive.claims)")
+    return _provider()
+
+
+def verified_batch_norm(input_gradient=None, formulas: Formulas | None = None):
     """The autograd.Function whose backward is the claims' formulas (needs torch).
 
     ``input_gradient``: the claim whose right-hand side gives the input's gradient (by
-    default ``bn.backward.compact``; a wrong formula makes a kernel that gradcheck rejects).
+    default ``formulas.dx``; a wrong formula makes a kernel that gradcheck rejects).
     """
     import torch
 
     xp = backend("torch")
-    by_id = {c.id: c for c in bn.claims()}
-    if input_gradient is not None:
-        by_id[FORMULAS[0]] = input_gradient
-    dx, dgamma, dbeta = (Program(by_id[cid].equations[0].rhs,
-                                 sorted(_free(by_id[cid]), key=str), bn.m, xp)
-                         for cid in FORMULAS)
+    f = formulas or default_formulas()
+    used = (input_gradient or f.dx, f.dgamma, f.dbeta)
+    dx, dgamma, dbeta = (Program(claim.equations[0].rhs, sorted(_free(claim), key=str),
+                                 f.size, xp)
+                         for claim in used)
 
     class VerifiedBatchNorm(torch.autograd.Function):
         @staticmethod
@@ -50,8 +90,8 @@ def verified_batch_norm(input_gradient=None):
         def backward(ctx, grad_y):
             x, gamma = ctx.saved_tensors
             size = x.shape[0]
-            values = Context(size, size, {bn.x: x, bn.g: grad_y},
-                             {bn.gamma: gamma, bn.eps: torch.as_tensor(ctx.eps, dtype=x.dtype)})
+            values = Context(size, size, {f.x: x, f.g: grad_y},
+                             {f.gamma: gamma, f.eps: torch.as_tensor(ctx.eps, dtype=x.dtype)})
             return (dx(values).reshape(size), dgamma(values).reshape(gamma.shape),
                     dbeta(values).reshape(gamma.shape), None)
 
@@ -63,14 +103,28 @@ def _free(claim):
     return free_indices(eq.lhs, eq.rhs)
 
 
-def gradcheck(input_gradient=None, seed: int = 0) -> dict:
+def gradcheck(input_gradient=None, seed: int = 0, formulas: Formulas | None = None) -> dict:
     """Run ``torch.autograd.gradcheck`` on the verified kernel at every size and epsilon."""
-    kernel = verified_batch_norm(input_gradient)
+    formulas = formulas or default_formulas()
+    kernel = verified_batch_norm(input_gradient, formulas)
     with backend("torch").one_thread():
-        return _gradcheck(kernel, seed)
+        return _gradcheck(kernel, seed, [c.id for c in formulas.claims])
 
 
-def _gradcheck(kernel, seed):
+def gradcheck_failure(checked: dict) -> str:
+    """The torch layer's summary when gradcheck fails on the kernel."""
+    bad = checked["failed"][0]
+    return (f"torch.autograd.gradcheck fails on the kernel whose backward is this "
+            f"formula (N = {bad['N']}, epsilon = {bad['epsilon']})")
+
+
+def gradcheck_note(checked: dict) -> str:
+    """What a passing gradcheck adds to the torch layer's summary."""
+    return (f"; torch.autograd.gradcheck passes on a kernel whose backward is this "
+            f"formula ({checked['runs']} runs, N up to {max(checked['sizes'])})")
+
+
+def _gradcheck(kernel, seed, names):
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -87,7 +141,7 @@ def _gradcheck(kernel, seed):
             runs += 1
             if not ok:
                 failed.append({"N": size, "epsilon": eps})
-    return {"function": "VerifiedBatchNorm (backward: " + ", ".join(FORMULAS) + ")",
+    return {"function": "VerifiedBatchNorm (backward: " + ", ".join(names) + ")",
             "sizes": list(SIZES), "epsilons": list(EPSILONS), "runs": runs,
             "passed": not failed, "failed": failed}
 
@@ -99,18 +153,25 @@ IMPLEMENTATION_TOLERANCE = {"float32": 1e-3, "float64": 1e-8}
 IMPLEMENTATION_SHAPES = ((16, 4), (256, 3), (8, 3, 5, 5))   # (N, C) and (N, C, H, W)
 
 
-def implementation_check(seed: int = 0) -> dict:
-    """``claims.bn_kernel.bn_backward`` against torch's batch-norm backward, both in float32
-    and float64: the largest relative error of dx, dgamma, dbeta per dtype."""
+def implementation_check(bn_backward, seed: int = 0) -> dict:
+    """A NumPy backward pass against torch's batch-norm backward, both in float32 and
+    float64: the largest relative error of dx, dgamma, dbeta per dtype.
+    ``bn_backward(dy, xhat, r, gamma, axes)`` returns (dx, dgamma, dbeta), r = 1/s."""
     with backend("torch").one_thread():
-        return _implementation_check(seed)
+        return _implementation_check(bn_backward, seed)
 
 
-def _implementation_check(seed):
+def implementation_failure(implemented: dict) -> str:
+    """The torch layer's summary when the NumPy implementation disagrees with torch."""
+    bad = next(r for r in implemented["rows"] if not r["passed"])
+    return (f"the report's NumPy implementation of this formula disagrees with "
+            f"{implemented['against']} in {bad['dtype']}")
+
+
+def _implementation_check(bn_backward, seed):
     import numpy as np
     import torch
 
-    from ..claims.bn_kernel import bn_backward
     from ..core import error_bound
 
     rng = np.random.default_rng(seed)
