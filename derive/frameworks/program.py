@@ -244,7 +244,7 @@ class Program:
     def _reduction(self, e, scope, depth):
         xp = self.xp
         body = self._compile(e.body, {**scope, e.index: e.size}, depth)
-        axis, along, mean = self._axis(e.index), e.size, e.symbol == "E"
+        axis, along, mean = self._axis(e.index), e.size, isinstance(e, Mean)
 
         def reduction(ctx):
             v = body(ctx)
