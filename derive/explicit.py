@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from typing import Iterable
 
 import numpy as np
@@ -67,6 +68,7 @@ class ExplicitBatch:
         self._derivs: dict = {}
         self._samples: dict = {}
         self._zero: dict = {}   # residuals repeat across samples: decide each once
+        self._points: dict = {}  # numbers -> (definitions done, their values there)
         self._bound: dict = {}  # bound index -> its reduction's axis, while it is written out
         self._layout: dict = {}     # tensor base -> axis per position (several axes only)
         self._laid_out: set = set()
@@ -149,7 +151,8 @@ class ExplicitBatch:
         return self.sample(expr.base, tuple(values))
 
     def _statistic(self, node, env, hold: bool) -> sp.Symbol:
-        relevant = tuple(sorted(((k, v) for k, v in env.items() if k in node.free_symbols),
+        free = _free_symbols(node)
+        relevant = tuple(sorted(((k, v) for k, v in env.items() if k in free),
                                 key=lambda kv: kv[0].name))
         key = (node, relevant, hold)
         if self._nesting and node.has(Grad):
@@ -363,7 +366,7 @@ class ExplicitBatch:
         for _ in range(points):
             numbers = {s: admissible(s, rng) for s in free}
             try:
-                at = self.substitute(value, numbers)
+                at = self.substitute(value, numbers, remember=True)
             except ZeroDivisionError:
                 continue
             if at.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
@@ -377,13 +380,29 @@ class ExplicitBatch:
                 return False
         return True
 
-    def substitute(self, value: sp.Expr, numbers: dict) -> sp.Expr:
-        """Exact value of ``value`` at ``numbers`` (sample and parameter symbols -> numbers)."""
+    def substitute(self, value: sp.Expr, numbers: dict, remember: bool = False) -> sp.Expr:
+        """Exact value of ``value`` at ``numbers`` (sample and parameter symbols -> numbers).
+        ``remember``: keep the statistics' values at these numbers for the next call (the
+        random points of ``zero_at_points`` recur for every residual of a batch)."""
         # one simultaneous replacement, so that 0 * (1/s) with s = 0 is nan, not 0
-        stats: dict = {}
-        for s, definition in self.definitions.items():  # definitions are in creation order
-            stats[s] = definition.xreplace({**numbers, **stats})
+        key = tuple(numbers.items()) if remember else None
+        done, stats = self._points.get(key, (0, {})) if remember else (0, {})
+        if done < len(self.definitions):
+            # definitions are only ever added, in creation order: the values found so far
+            # stay valid, and each new one is replaced with the values before it
+            replace = {**numbers, **stats}
+            for s, definition in itertools.islice(self.definitions.items(), done, None):
+                stats[s] = replace[s] = definition.xreplace(replace)
+            if remember:
+                self._points[key] = (len(self.definitions), stats)
         return value.xreplace({**numbers, **stats})
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _free_symbols(node) -> frozenset:
+    """``node.free_symbols``, once per node: a reduction's walks its whole body, and the
+    same statistic is looked up once per summand and per index assignment."""
+    return frozenset(node.free_symbols)
 
 
 MAX_GENERATORS = 96   # monomials are tuples of exponents: beyond this, Expr arithmetic wins
@@ -437,6 +456,21 @@ class _Frac:
         return out
 
 
+def _without_common_monomial(poly):
+    """``poly`` divided by the greatest monomial dividing each of its terms.
+
+    Whether a polynomial lies in the ideal of the relations r^2 - V does not change: modulo
+    them the polynomials are a free module over the polynomials in the atoms, with a basis
+    of the products of distinct roots; multiplying by an atom, or by a root r (which maps
+    a basis element to another, or to V times one, V != 0), is injective on it.  The
+    remainder is the smaller for it (r^4 t reduces through V^2, r^0 t not at all)."""
+    common = functools.reduce(monomial_gcd, poly.monoms())
+    if not any(common):
+        return poly
+    return poly.ring.from_dict({tuple(a - b for a, b in zip(m, common)): c
+                                for m, c in poly.items()})
+
+
 def _factors(poly, ring):
     """poly = 1/scale * prod(factors): a monomial splits into its generators."""
     lc = poly.LC
@@ -477,7 +511,43 @@ class _FieldTest:
         numer = self._convert(value).numer
         if numer == 0:
             return True
-        return numer.rem(self.relations) == 0
+        return self._reduced(_without_common_monomial(numer)) == 0
+
+    def _reduced(self, numer):
+        """``numer`` modulo the relations r^2 - V: the same remainder as
+        ``numer.rem(self.relations)``, computed by substituting r^2 = V.
+
+        Each radicand V is free of the roots (``_root``), so in the lex order with the roots
+        first the leading monomial of r^2 - V is r^2; these are pairwise coprime, so the
+        relations are a Groebner basis and the remainder is the unique normal form: the
+        polynomial congruent to ``numer`` in which no root has an exponent above 1.  The
+        substitution reaches it directly, where the general division rescans every term for
+        its leading one at each step (quadratic in the number of terms)."""
+        if not self.relations:
+            return numer
+        k = self.n_roots
+        radicand = {self.root_gens.index(r): rest for rest, r in self.roots.items()}
+        groups: dict = {}   # (h_0, ..., h_k-1) -> the terms, with r_n^(2 h_n) taken out
+        for monom, coeff in numer.items():
+            halves = tuple(e // 2 if n in radicand else 0 for n, e in enumerate(monom[:k]))
+            if any(halves):
+                monom = tuple(e - 2 * h for e, h in zip(monom, halves)) + monom[k:]
+            groups.setdefault(halves, {})[monom] = coeff
+        powers: dict = {}
+
+        def power(n, h):
+            if (n, h) not in powers:
+                powers[(n, h)] = radicand[n] ** h
+            return powers[(n, h)]
+
+        out = self.ring.zero
+        for halves, terms in groups.items():
+            part = self.ring.from_dict(terms)
+            for n, h in enumerate(halves):
+                if h:
+                    part = part * power(n, h)
+            out += part
+        return out
 
     def _collect(self, e):
         if e in self.seen:
@@ -499,23 +569,40 @@ class _FieldTest:
             raise Unsupported(f"no exact arithmetic for {type(e).__name__}")
 
     def _root(self, radicand: _Frac):
-        """sqrt(radicand) as (monomial factor, generator r) with r^2 a canonical radicand."""
-        numer = radicand.numer
-        if radicand.den or any(numer.degree(n) > 0 for n in range(self.n_roots)):
+        """sqrt(radicand) as monomial factor * generator r / m, r^2 a canonical radicand.
+
+        A radicand P / m over a monomial m in positive symbols (epsilon / a^2, a > 0) is
+        P m / m^2: its root is sqrt(P m) / m."""
+        numer, den = radicand.numer, dict(radicand.den)
+        if den:
+            positive = {self.ring.gens[n] for n in self.positive}
+            if not all(f in positive for f in den):
+                raise Unsupported("a root of a fraction")
+            for f, k in den.items():
+                numer = numer * f ** k
+        if any(numer.degree(n) > 0 for n in range(self.n_roots)):
             raise Unsupported("a root of a fraction or of a root")
         if numer == 0:
             raise Unsupported("a root of 0")
         common = functools.reduce(monomial_gcd, numer.monoms())
         pulled = tuple(e // 2 if n in self.positive else 0 for n, e in enumerate(common))
         monomial = self.ring.one.mul_monom(pulled)
-        rest = numer.exquo(monomial * monomial)
+        # a copy: the quotient division builds in place keeps the hash of the empty
+        # polynomial it started from (SymPy caches a PolyElement's hash), and equal radicands
+        # must meet as keys of ``roots``
+        rest = numer.exquo(monomial * monomial).copy()
+        # and the square part of the leading coefficient: sqrt(V/4) = sqrt(V)/2, one root
+        scale = _square_part(rest.LC)
+        if scale != 1:
+            rest = rest.quo_ground(scale * scale)
+            monomial = monomial.mul_ground(scale)
         if rest not in self.roots:
             if len(self.roots) == self.n_roots:
                 raise Unsupported("more roots than expected")
             r = self.root_gens[len(self.roots)]
             self.roots[rest] = r
             self.relations.append(r ** 2 - rest)
-        return monomial, self.roots[rest]
+        return _Frac(monomial * self.roots[rest], den)
 
     def _convert(self, e) -> _Frac:
         if e in self.memo:
@@ -535,13 +622,31 @@ class _FieldTest:
         elif e.is_Pow and e.exp.is_Integer:
             out = self._convert(e.base).power(int(e.exp), self.ring)
         elif e.is_Pow:  # sqrt(V)^p, p odd
-            factor, r = self._root(self._convert(e.base))
-            out = _Frac(factor * r).power(int(e.exp.p), self.ring)
+            out = self._root(self._convert(e.base)).power(int(e.exp.p), self.ring)
         else:
             out = _Frac(self.gen[e])
         self.memo[e] = out
         return out
 
+
+def _square_part(c):
+    """The rational s > 0 with c = s^2 t, t a whole number with no square factor below
+    ``_TRIAL`` (a larger one stays in t: the split is exact either way, only less shared)."""
+    m = abs(int(c.numerator) * int(c.denominator))
+    root = 1
+    p = 2
+    while p * p <= m and p < _TRIAL:
+        while m % (p * p) == 0:
+            m //= p * p
+            root *= p
+        p += 1 if p == 2 else 2
+    last = math.isqrt(m)
+    if last > 1 and last * last == m:
+        root *= last
+    return sp.QQ(root, int(c.denominator))
+
+
+_TRIAL = 1000
 
 SIGNS = ("positive", "nonnegative", "negative", "nonpositive", "nonzero", "integer")
 

@@ -9,6 +9,7 @@ of a reduction excludes its own bound index, and every test below asks only that
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -131,10 +132,17 @@ def _roots(expr):
     # (SymPy splits the power once factor_terms has made the factor explicit)
     def node(e):
         if e.is_Pow and e.exp.is_Rational and not e.exp.is_integer and e.base.is_Add:
-            out = sp.Pow(sp.factor_terms(e.base), e.exp)
-            return out if out != e else None
+            return _root_of_product(e)
         return None
     return _bottom_up(expr, node)
+
+
+@functools.lru_cache(maxsize=4096)
+def _root_of_product(e):
+    """One power's rewrite (None: unchanged), once per power: the reducer meets the same
+    roots in every round, and factor_terms is the cost of the rule."""
+    out = sp.Pow(sp.factor_terms(e.base), e.exp)
+    return out if out != e else None
 
 
 def _algebra(expr):

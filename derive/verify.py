@@ -238,6 +238,9 @@ def _where(claim: Claim, size) -> str:
 
 
 EXPLICIT_GRID = 12   # several axes: the largest product of sizes the explicit layer writes out
+EXPLICIT_FAILURES = 3   # several axes: failing sizes after which the rest of the grid is left
+                        # out (one refutes; a few point the counterexample search; more only
+                        # cost time, the larger sizes most)
 
 
 def explicit_sizes(claim: Claim, settings: Settings) -> list:
@@ -256,7 +259,12 @@ def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
     start = clock()
     good, bad, unknown, undefined, stopped = [], [], [], [], None
     several = len(claim.axes) > 1
-    for n in explicit_sizes(claim, settings):
+    grid = explicit_sizes(claim, settings)
+    left_out = 0
+    for count, n in enumerate(grid):
+        if several and len(bad) >= EXPLICIT_FAILURES:
+            left_out = len(grid) - count   # refuted already: the rest would only repeat it
+            break
         remaining = settings.explicit_budget - (clock() - start)
         try:
             with time_budget(max(remaining, 1e-3), f"the explicit check at {_where(claim, n)}"):
@@ -285,7 +293,9 @@ def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
              f"undecided at {shown(unknown)}" if unknown else "",
              f"undefined (a division by zero) at {shown(undefined)}" if undefined else "",
              f"{stop_text} not reached within {settings.explicit_budget:g} s"
-             if stopped else ""]
+             if stopped else "",
+             f"{left_out} larger size{'s' if left_out != 1 else ''} left out once "
+             f"{len(bad)} failed" if left_out else ""]
     summary = "; ".join(p for p in parts if p)
     holds = False if bad else (True if good and not unknown else None)
     details = {"holds_at": good, "fails_at": bad, "undecided_at": unknown,
@@ -293,6 +303,8 @@ def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
                                else stopped)}
     if several:
         details["axes"] = [sp.sstr(a) for a in claim.axes]
+    if left_out:
+        details["left_out"] = left_out
     if undefined:
         details["undefined_at"] = undefined
     return Evidence("explicit", bool(holds), summary, details, time.perf_counter() - t0,
@@ -756,9 +768,12 @@ def _decide(symbolic, explicit, numeric, corroborating, thin, counterexample, re
 def corroborating_layers(claim: Claim, settings: Settings,
                          deadline: float | None = None) -> list[Evidence]:
     """Evidence beyond the three core layers, for the claims it applies to: autograd in each
-    installed framework (``frameworks``), and simulated training runs checked against the
-    claim's closed form (``simulation``).  A layer that finds the claim failing makes a proof
-    undecided; a layer that does not apply, or whose framework is absent, adds nothing."""
+    installed framework (``frameworks``, with the corroborations the claim attaches to a
+    framework's layer), then each corroboration the claim declares as a layer of its own
+    (``Claim.corroborations``: simulated training runs checked against the claim's closed
+    form are kind "simulation", which ``settings.simulation`` switches off).  A layer that
+    finds the claim failing makes a proof undecided; a layer that does not apply, or whose
+    framework is absent, adds nothing."""
     out: list[Evidence] = []
     if settings.frameworks and (deadline is None or time.monotonic() < deadline):
         from . import frameworks
@@ -770,10 +785,11 @@ def corroborating_layers(claim: Claim, settings: Settings,
                 out += frameworks.layers(claim, names, settings, deadline)
             except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
                 out += [_could_not_run(n, err, time.perf_counter() - t0) for n in names]
-    if settings.simulation and (deadline is None or time.monotonic() < deadline):
-        from . import simulation
-        if simulation.applies(claim):
-            out.append(_layer("simulation", simulation.layer, claim))
+    for c in claim.corroborations:
+        if c.attached or (c.kind == "simulation" and not settings.simulation):
+            continue
+        if deadline is None or time.monotonic() < deadline:
+            out.append(_layer(c.kind, c.run, claim))
     return out
 
 
