@@ -30,19 +30,26 @@ import sympy as sp
 from sympy.polys.monomials import monomial_gcd
 
 from .axes import AxisError, index_axis, layout
-from .calculus import Grad, Held, SampleIndex, is_reduction
+from .calculus import Grad, Held, Mean, SampleIndex, is_reduction
 from .core import Unsupported
 from .deadline import checkpoint
+from .interpret import Interpreter
 
 
-class ExplicitBatch:
+class ExplicitBatch(Interpreter):
     """Evaluates batch expressions at one concrete batch size.
 
     ``sizes`` maps every axis of a claim over several axes (N samples, C channels, ...) to its
     concrete size; it must agree with ``size`` on ``size_symbol``.  Without it the batch has
     one axis.  A reduction runs over its own axis (``node.size``), a free index over its own
     (``SampleIndex.axis``), and a tensor x[n, c] has one symbol per entry.
+
+    An ``Interpreter``: ``visit(expr, env)`` evaluates a node by the ``_eval_<ClassName>``
+    rule for its class; every SymPy node without a rule of its own is rebuilt from its
+    evaluated arguments (``_eval_Basic``).
     """
+
+    rule_name = "explicit"
 
     def __init__(self, size: int, size_symbol: sp.Symbol, sizes: dict | None = None):
         if size < 1:
@@ -172,14 +179,14 @@ class ExplicitBatch:
             outer = self._bound.get(node.index)
             self._bound[node.index] = node.size
             try:
-                terms = [self._eval(node.body, {**env, node.index: t}) for t in range(1, n + 1)]
+                terms = [self.visit(node.body, {**env, node.index: t}) for t in range(1, n + 1)]
             finally:
                 if outer is None:
                     del self._bound[node.index]
                 else:
                     self._bound[node.index] = outer
             total = sp.Add(*terms)
-            value = total / n if node.symbol == "E" else total
+            value = total / n if isinstance(node, Mean) else total
             sym = sp.Dummy(f"s{len(self.definitions)}", real=True)
             self.definitions[sym] = value
         self._cache[key] = sym
@@ -202,34 +209,47 @@ class ExplicitBatch:
                     axes = tuple(a if a is not None else b for a, b in zip(known, axes))
                 self._layout[base] = axes
             self._laid_out.add(expr)
-        return self._eval(expr, env or {}, hold)
+        return self.visit(expr, env or {}, hold)
 
-    def _eval(self, expr: sp.Expr, env: dict, hold: bool = False) -> sp.Expr:
-        if expr.is_Symbol and expr in self.sizes:
+    # -- one rule per node type (``Interpreter.visit`` finds it along the node's MRO) ---------
+    # visit(expr, env, hold): ``env`` binds free and bound indices to numbers; ``hold`` asks
+    # a reduction for its held statistic.  Only a reduction takes ``hold``: the arguments of
+    # any other node are evaluated through.
+
+    def _eval_Symbol(self, expr, env, hold=False):
+        if expr in self.sizes:
             return sp.Integer(self.sizes[expr])
-        if isinstance(expr, sp.Indexed):
-            return self._entry(expr, env)
-        if isinstance(expr, SampleIndex) or (isinstance(expr, sp.Symbol) and expr in env):
+        if isinstance(expr, SampleIndex) or expr in env:
             return sp.Integer(self._index_value(expr, env))
-        if isinstance(expr, sp.KroneckerDelta):
-            a, b = (self._index_value(x, env) for x in expr.args)
-            return sp.Integer(int(a == b))
-        if is_reduction(expr):
-            return self._statistic(expr, env, hold)
-        if isinstance(expr, Held):
-            inner = expr.args[0]
-            if is_reduction(inner):
-                return self._statistic(inner, env, True)
-            value = self._eval(inner, env)
-            sym = sp.Dummy(f"sg{len(self.definitions)}", real=True)
-            self.definitions[sym] = value
-            self.held.add(sym)
-            return sym
-        if isinstance(expr, Grad):
-            return self._derivative(expr, env)
+        return expr
+
+    def _eval_Indexed(self, expr, env, hold=False):
+        return self._entry(expr, env)
+
+    def _eval_KroneckerDelta(self, expr, env, hold=False):
+        a, b = (self._index_value(x, env) for x in expr.args)
+        return sp.Integer(int(a == b))
+
+    def _eval__Reduction(self, expr, env, hold=False):
+        return self._statistic(expr, env, hold)
+
+    def _eval_Held(self, expr, env, hold=False):
+        inner = expr.args[0]
+        if is_reduction(inner):
+            return self._statistic(inner, env, True)
+        value = self.visit(inner, env)
+        sym = sp.Dummy(f"sg{len(self.definitions)}", real=True)
+        self.definitions[sym] = value
+        self.held.add(sym)
+        return sym
+
+    def _eval_Grad(self, expr, env, hold=False):
+        return self._derivative(expr, env)
+
+    def _eval_Basic(self, expr, env, hold=False):
         if not expr.args or expr.is_Atom:
             return expr
-        return expr.func(*[self._eval(a, env) for a in expr.args])
+        return expr.func(*[self.visit(a, env) for a in expr.args])
 
     def _derivative(self, expr: Grad, env) -> sp.Expr:
         """A derivative of the written-out value, through every statistic that is not held.
@@ -237,16 +257,16 @@ class ExplicitBatch:
         in the samples and the statistic symbols, differentiated again the same way."""
         self._nesting += 1
         try:
-            value = self._eval(expr.expr, env)
+            value = self.visit(expr.expr, env)
         finally:
             self._nesting -= 1
-        wrt = self._eval(expr.wrt, env)
+        wrt = self.visit(expr.wrt, env)
         if not wrt.is_Symbol:
             raise Unsupported(f"cannot differentiate with respect to {expr.wrt}")
         if expr.at is None:
             return self.total_derivative(value, wrt)
         # a node's partial derivative: its inputs fixed, then the node set to its value
-        at = self._eval(expr.at, env)
+        at = self.visit(expr.at, env)
         derivative = self.total_derivative(value, wrt)
         if self._nesting:
             return self.set_at(derivative, wrt, at)

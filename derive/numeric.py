@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
-from sympy.core.function import Application
 
 from .axes import AxisError, axes_of, index_axis, layout
-from .calculus import BOUND_INDICES, Grad, Held, SampleIndex, is_reduction
+from .calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex
 from .core import Claim, Unsupported
 from .explicit import free_indices
+from .interpret import Interpreter
 
 STEP = 1e-30          # complex-step size: no subtraction, so it can be tiny
 SHRINK_STEPS = 60     # Hypothesis shrinks a failure for at most this many examples
@@ -165,7 +165,7 @@ def _order(e) -> int:
     return max((_order(a) for a in e.args if isinstance(a, sp.Basic)), default=0)
 
 
-class Compiled:
+class Compiled(Interpreter):
     """An expression compiled once into NumPy closures, evaluated on many instances.
 
     Every index gets an array axis (free indices first, then one per reduction depth), of the
@@ -174,7 +174,12 @@ class Compiled:
     ``x[k]`` perturbs ``x[j]`` by ``ih * delta_jk`` (a tensor ``x[k, c]`` by the product of
     one delta per position): one evaluation gives the whole row of partial derivatives.
     ``axes`` lists the axis size symbols (the claim's; by default those of ``expr``).
+
+    An ``Interpreter``: ``visit(e, scope)`` compiles a node by the ``_eval_<ClassName>`` rule
+    for its class; a node of no rule is refused in a sentence ("no numeric rule for ...").
     """
+
+    rule_name = "numeric"
 
     def __init__(self, expr: sp.Expr, indices, size_symbol, axes=None):
         expr = sp.sympify(expr)
@@ -187,7 +192,7 @@ class Compiled:
         except AxisError as err:
             raise Unsupported(str(err)) from None
         self.axis_symbols = frozenset(axes or ()) | frozenset(own)
-        self.fn = self._compile(expr, {})
+        self.fn = self.visit(expr, {})
 
     def __call__(self, ctx: "Context"):
         return self.fn(ctx)
@@ -235,84 +240,99 @@ class Compiled:
                 out = out * self._along(np.eye(ctx.length(s)), u, p)
         return out
 
-    def _compile(self, e, scope):  # noqa: C901 -- one branch per node type, like a printer
+    # -- one rule per node type (``Interpreter.visit`` finds it along the node's MRO) ---------
+    # visit(e, scope) compiles ``e`` into a closure ctx -> value; ``scope`` maps each bound
+    # index to the axis of the reduction binding it.
+
+    def _eval_Symbol(self, e, scope):
         if e == self.size_symbol:
             return lambda ctx: float(ctx.size)
-        if isinstance(e, sp.Symbol) and e in self.axis_symbols \
-                and not isinstance(e, SampleIndex):
+        if e in self.axis_symbols and not isinstance(e, SampleIndex):
             return lambda ctx: float(ctx.length(e))
-        if e.is_Number:
-            value = complex(e)
-            return lambda ctx: value
-        if isinstance(e, sp.Indexed):
-            return self._compile_sample(e, scope)
-        if isinstance(e, sp.Symbol) and e in self.axes:
+        if e in self.axes:
             axis, symbol = self.axes[e], self._axis_symbol(e, scope)
             return lambda ctx: self._along(np.arange(1.0, ctx.length(symbol) + 1), axis)
-        if isinstance(e, sp.Symbol):
-            def param(ctx):
-                if e not in ctx.params:
-                    if ctx.sizes is not None and e in ctx.sizes:
-                        return float(ctx.sizes[e])
-                    raise Unsupported(f"no value for {e}")
-                v = ctx.params[e]
-                if isinstance(v, Jet):
-                    v = v.map(lambda w: w.astype(complex) if isinstance(w, np.ndarray)
-                              else complex(w))
-                else:
-                    v = v.astype(complex) if isinstance(v, np.ndarray) else complex(v)
-                if ctx.dual == (e,):
-                    v = Jet(v, 1.0)
-                if ctx.pert == (e,):
-                    v = Jet(v.a + 1j * STEP, v.b) if isinstance(v, Jet) else v + 1j * STEP
-                return v
-            return param
-        if isinstance(e, sp.KroneckerDelta):
-            a, b = (self._axis(x) for x in e.args)
-            if a == b:
-                return lambda ctx: 1.0
-            sa, sb = (self._axis_symbol(x, scope) for x in e.args)
-            if sa == sb:
-                return lambda ctx: self._along(np.eye(ctx.length(sa)), a, b)
-            return lambda ctx: self._place(
-                np.equal.outer(np.arange(ctx.length(sa)), np.arange(ctx.length(sb)))
-                .astype(float), (a, b))
-        if is_reduction(e):
-            body = self._compile(e.body, {**scope, e.index: e.size})
-            axis, mean, over = self._axis(e.index), e.symbol == "E", e.size
 
-            def reduce(v, ctx):
-                v = np.asarray(v)
-                if v.ndim < self.ndim or v.shape[axis] == 1:  # summand free of the index
-                    return v if mean else ctx.length(over) * v
-                return v.mean(axis=axis, keepdims=True) if mean else \
-                    v.sum(axis=axis, keepdims=True)
+        def param(ctx):
+            if e not in ctx.params:
+                if ctx.sizes is not None and e in ctx.sizes:
+                    return float(ctx.sizes[e])
+                raise Unsupported(f"no value for {e}")
+            v = ctx.params[e]
+            if isinstance(v, Jet):
+                v = v.map(lambda w: w.astype(complex) if isinstance(w, np.ndarray)
+                          else complex(w))
+            else:
+                v = v.astype(complex) if isinstance(v, np.ndarray) else complex(v)
+            if ctx.dual == (e,):
+                v = Jet(v, 1.0)
+            if ctx.pert == (e,):
+                v = Jet(v.a + 1j * STEP, v.b) if isinstance(v, Jet) else v + 1j * STEP
+            return v
+        return param
 
-            def reduction(ctx):
-                v = body(ctx)
-                if isinstance(v, Jet):
-                    return v.map(lambda w: reduce(w, ctx))
-                return reduce(v, ctx)
-            return reduction
-        if isinstance(e, Held):
-            inner = self._compile(e.args[0], scope)
-            return lambda ctx: _value(inner(ctx))
-        if isinstance(e, Grad):
-            return self._compile_grad(e, scope)
-        args = [self._compile(a, scope) for a in e.args]
-        if e.is_Add:
-            return lambda ctx: sum(f(ctx) for f in args)
-        if e.is_Mul:
-            return lambda ctx: math.prod(f(ctx) for f in args)
-        if e.is_Pow:
-            base, exponent = args
-            return lambda ctx: _power(base(ctx), exponent(ctx))
-        if isinstance(e, Application):
-            fn, func, nargs = _callable(e.func, len(args)), e.func, len(args)
-            return lambda ctx: _apply(func, nargs, fn, [f(ctx) for f in args])
-        raise Unsupported(f"no numeric rule for {type(e).__name__}")
+    def _eval_Number(self, e, scope):
+        value = complex(e)
+        return lambda ctx: value
 
-    def _compile_sample(self, e, scope):
+    def _eval_KroneckerDelta(self, e, scope):
+        a, b = (self._axis(x) for x in e.args)
+        if a == b:
+            return lambda ctx: 1.0
+        sa, sb = (self._axis_symbol(x, scope) for x in e.args)
+        if sa == sb:
+            return lambda ctx: self._along(np.eye(ctx.length(sa)), a, b)
+        return lambda ctx: self._place(
+            np.equal.outer(np.arange(ctx.length(sa)), np.arange(ctx.length(sb)))
+            .astype(float), (a, b))
+
+    def _eval__Reduction(self, e, scope):
+        body = self.visit(e.body, {**scope, e.index: e.size})
+        axis, mean, over = self._axis(e.index), isinstance(e, Mean), e.size
+
+        def reduce(v, ctx):
+            v = np.asarray(v)
+            if v.ndim < self.ndim or v.shape[axis] == 1:  # summand free of the index
+                return v if mean else ctx.length(over) * v
+            return v.mean(axis=axis, keepdims=True) if mean else \
+                v.sum(axis=axis, keepdims=True)
+
+        def reduction(ctx):
+            v = body(ctx)
+            if isinstance(v, Jet):
+                return v.map(lambda w: reduce(w, ctx))
+            return reduce(v, ctx)
+        return reduction
+
+    def _eval_Held(self, e, scope):
+        inner = self.visit(e.args[0], scope)
+        return lambda ctx: _value(inner(ctx))
+
+    def _arguments(self, e, scope):
+        return [self.visit(a, scope) for a in e.args]
+
+    def _eval_Add(self, e, scope):
+        args = self._arguments(e, scope)
+        return lambda ctx: sum(f(ctx) for f in args)
+
+    def _eval_Mul(self, e, scope):
+        args = self._arguments(e, scope)
+        return lambda ctx: math.prod(f(ctx) for f in args)
+
+    def _eval_Pow(self, e, scope):
+        base, exponent = self._arguments(e, scope)
+        return lambda ctx: _power(base(ctx), exponent(ctx))
+
+    def _eval_Application(self, e, scope):
+        args = self._arguments(e, scope)
+        fn, func, nargs = _callable(e.func, len(args)), e.func, len(args)
+        return lambda ctx: _apply(func, nargs, fn, [f(ctx) for f in args])
+
+    def _eval_Basic(self, e, scope):
+        self._arguments(e, scope)   # a node of no rule: its arguments' errors come first
+        return self.unknown(e, scope)
+
+    def _eval_Indexed(self, e, scope):
         base = e.base
         uses = tuple(self._axis(t) for t in e.indices)
         symbols = tuple(self._axis_symbol(t, scope) for t in e.indices)
@@ -336,7 +356,7 @@ class Compiled:
             return v
         return sample
 
-    def _compile_grad(self, e, scope):
+    def _eval_Grad(self, e, scope):
         bad = e.expr.atoms(*NON_ANALYTIC)
         if bad:
             raise Unsupported("a complex-step derivative needs analytic functions; "
@@ -345,7 +365,7 @@ class Compiled:
         if order > 1:
             raise Unsupported("derivatives of third or higher order: the numeric layer takes "
                               "second derivatives only")
-        inner, wrt = self._compile(e.expr, scope), e.wrt
+        inner, wrt = self.visit(e.expr, scope), e.wrt
         if isinstance(wrt, sp.Indexed):
             key = (wrt.base,) + tuple(self._axis(t) for t in wrt.indices)
             for t in wrt.indices:
@@ -355,7 +375,7 @@ class Compiled:
         else:
             raise Unsupported(f"cannot differentiate with respect to {wrt}")
 
-        at = None if e.at is None else self._compile(e.at, scope)
+        at = None if e.at is None else self.visit(e.at, scope)
 
         def locate(ctx):
             if at is None:

@@ -30,6 +30,7 @@ import sympy as sp
 from .axes import AxisError, layout
 from .calculus import BatchSum, Grad, Held, Mean, SampleIndex
 from .core import Claim
+from .interpret import Interpreter
 
 _Z = sp.Dummy("z")
 # assumptions a value must satisfy when its symbol carries them
@@ -244,9 +245,16 @@ def _instantiate(expr, choice: dict):
     return expr
 
 
-class _Writer:
+class _Writer(Interpreter):
     """Writes a batch expression out at concrete sizes of its axes: numbers at the leaves, or
-    symbols inside a derivative (substituted after differentiating)."""
+    symbols inside a derivative (substituted after differentiating).
+
+    An ``Interpreter`` with rules of its own: ``visit(e, env, held)`` writes a node out by the
+    ``_eval_<ClassName>`` rule for its class; every SymPy node without a rule of its own is
+    rebuilt from its written-out arguments (``_eval_Basic``).  A node of no rule at all is a
+    construct this module cannot tell about."""
+
+    rule_name = "re-check"
 
     def __init__(self, sizes, size_symbol, samples, numbers, shapes=None):
         self.sizes, self.size_symbol = sizes, size_symbol
@@ -255,7 +263,7 @@ class _Writer:
         self.shapes = shapes or {}   # tensor base -> axis per position
 
     def value(self, expr, env) -> sp.Expr:
-        return self._write(sp.sympify(expr), env, None)
+        return self.visit(sp.sympify(expr), env, None)
 
     def _index(self, idx, env, axis) -> int:
         """The number index ``idx`` stands for, at a tensor position along ``axis``."""
@@ -274,42 +282,55 @@ class _Writer:
             raise _CannotTell(f"no value for {base}[{', '.join(map(str, t))}]")
         return self.samples[(base, t)]
 
-    def _write(self, e, env, held):
-        """``held`` is None outside a derivative (numbers), else the held statistics' values
-        by placeholder symbol (symbols)."""
-        if isinstance(e, sp.Symbol) and e in self.sizes:
+    # -- one rule per node type (``Interpreter.visit`` finds it along the node's MRO) ---------
+    # visit(e, env, held): ``held`` is None outside a derivative (numbers), else the held
+    # statistics' values by placeholder symbol (symbols).
+
+    def _eval_Symbol(self, e, env, held):
+        if e in self.sizes:
             return sp.Integer(self.sizes[e])
-        if isinstance(e, sp.Indexed):
-            axes = self.shapes.get(e.base, ())
-            t = tuple(self._index(i, env, axes[n] if n < len(axes) else None)
-                      for n, i in enumerate(e.indices))
-            sym = self._sample(e.base, t)
-            return sym if held is not None else self.numbers[sym]
-        if isinstance(e, sp.Symbol) and e in env:
+        if e in env:
             return sp.Integer(env[e])
         if isinstance(e, SampleIndex):
             raise _CannotTell(f"no value for the index {e}")
-        if isinstance(e, (Mean, BatchSum)):
-            if e.size not in self.sizes:
-                raise _CannotTell(f"no size for the axis {e.size}")
-            n = self.sizes[e.size]
-            terms = [self._write(e.body, {**env, e.index: t}, held) for t in range(1, n + 1)]
-            total = sp.Add(*terms)
-            return total / n if isinstance(e, Mean) else total
-        if isinstance(e, Held):
-            value = self._write(e.args[0], env, held)
-            if held is None:
-                return value
-            placeholder = sp.Dummy("held", real=True)
-            held[placeholder] = value
-            return placeholder
-        if isinstance(e, Grad):
-            return self._derivative(e, env, held)
-        if isinstance(e, sp.Symbol):
-            return e if held is not None or e not in self.numbers else self.numbers[e]
+        return e if held is not None or e not in self.numbers else self.numbers[e]
+
+    def _eval_Indexed(self, e, env, held):
+        axes = self.shapes.get(e.base, ())
+        t = tuple(self._index(i, env, axes[n] if n < len(axes) else None)
+                  for n, i in enumerate(e.indices))
+        sym = self._sample(e.base, t)
+        return sym if held is not None else self.numbers[sym]
+
+    def _written_sum(self, e, env, held):
+        """A mean or a sum written out: its summands at every value of its index."""
+        if e.size not in self.sizes:
+            raise _CannotTell(f"no size for the axis {e.size}")
+        n = self.sizes[e.size]
+        terms = [self.visit(e.body, {**env, e.index: t}, held) for t in range(1, n + 1)]
+        total = sp.Add(*terms)
+        return total / n if isinstance(e, Mean) else total
+
+    _eval_Mean = _eval_BatchSum = _written_sum
+
+    def _eval_Held(self, e, env, held):
+        value = self.visit(e.args[0], env, held)
+        if held is None:
+            return value
+        placeholder = sp.Dummy("held", real=True)
+        held[placeholder] = value
+        return placeholder
+
+    def _eval_Grad(self, e, env, held):
+        return self._derivative(e, env, held)
+
+    def _eval_Basic(self, e, env, held):
         if not e.args or e.is_Atom:
             return e
-        return e.func(*[self._write(a, env, held) for a in e.args])
+        return e.func(*[self.visit(a, env, held) for a in e.args])
+
+    def unknown(self, e, *args, **kwargs):
+        raise _CannotTell(self.no_rule(e))
 
     def _derivative(self, e: Grad, env, held):
         """Outside a derivative (``held`` None): the derivative's number.  Inside one: the
@@ -317,8 +338,8 @@ class _Writer:
         its held values stay placeholders (constants) until the outermost derivative is
         taken."""
         inner: dict = {}
-        function = self._write(e.expr, env, inner)
-        wrt = self._write(e.wrt, env, {})
+        function = self.visit(e.expr, env, inner)
+        wrt = self.visit(e.wrt, env, {})
         if not isinstance(wrt, sp.Symbol):
             raise _CannotTell(f"a derivative by {e.wrt}")
         out = sp.diff(function, wrt)
@@ -328,7 +349,7 @@ class _Writer:
             if e.at is None:
                 held.update(inner)
                 return out
-            at = self._write(e.at, env, held)
+            at = self.visit(e.at, env, held)
             moved: dict = {}
             for placeholder, value in inner.items():   # in creation order: inner ones first
                 new = sp.Dummy("held", real=True)
@@ -339,7 +360,7 @@ class _Writer:
             if not out.free_symbols & inner.keys():
                 break
             out = out.xreplace(inner)
-        at = {} if e.at is None else {wrt: self._write(e.at, env, None)}
+        at = {} if e.at is None else {wrt: self.visit(e.at, env, None)}
         # one simultaneous substitution: 0 * (1/s) at s = 0 stays undefined
         return out.xreplace({**self.numbers, **at})
 

@@ -27,11 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import sympy as sp
-from sympy.core.function import Application
 
 from ..axes import AxisError, axes_of, index_axis
-from ..calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex, is_reduction
+from ..calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex
 from ..core import Unsupported
+from ..interpret import Interpreter
 
 # SymPy function -> the array function of the same name in torch / jax.numpy
 _FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
@@ -108,7 +108,7 @@ def _centered_pair(centered, root):
     return None
 
 
-class Program:
+class Program(Interpreter):
     """One expression, compiled once for one backend, evaluated on many instances.
 
     Array axes: one per free index (in the order given), then one per reduction depth.  The
@@ -116,7 +116,15 @@ class Program:
     over: a free index's own (``SampleIndex.axis``), a bound index's from the reduction that
     binds it (its ``size``).  Reductions at one depth in different places may run over
     different axes; each is compiled with its own scope, so each knows its own.
+
+    An ``Interpreter``: ``visit(e, scope, depth)`` compiles a node by the
+    ``_eval_<ClassName>`` rule for its class; a node of no rule is refused in a sentence
+    ("no torch rule for ...", "no jax rule for ...").
     """
+
+    @property
+    def rule_name(self) -> str:
+        return self.xp.name
 
     def __init__(self, expr: sp.Expr, indices, size_symbol, backend, operators=False):
         expr = sp.sympify(expr)
@@ -130,7 +138,7 @@ class Program:
         self.operators = operators
         self.operator_nodes = 0   # standardizations computed by the framework's operator
         self._varying = []        # the variables of the derivatives being compiled
-        self.fn = self._compile(expr, {}, 0)
+        self.fn = self.visit(expr, {}, 0)
 
     def __call__(self, ctx: Context):
         return self.fn(ctx)
@@ -163,63 +171,90 @@ class Program:
             raise Unsupported(f"the index {idx} runs over no axis")
         return position, axis
 
-    # one branch per node type, like a printer; ``scope`` maps each bound index to the axis of
-    # the reduction binding it, ``depth`` counts the derivatives the node is inside
-    def _compile(self, e, scope, depth):  # noqa: C901
-        xp = self.xp
-        if isinstance(e, sp.Symbol) and e in self.axis_symbols:
+    # -- one rule per node type (``Interpreter.visit`` finds it along the node's MRO) ---------
+    # visit(e, scope, depth) compiles ``e`` into a closure ctx -> array; ``scope`` maps each
+    # bound index to the axis of the reduction binding it, ``depth`` counts the derivatives
+    # the node is inside
+
+    def _eval_Symbol(self, e, scope, depth):
+        if e in self.axis_symbols:
             return lambda ctx: self._dim(ctx, e)[0]
-        if e.is_Number:
-            value = float(e)
-            return lambda ctx: value
+        if isinstance(e, SampleIndex) or e in BOUND_INDICES:
+            xp, placed = self.xp, self._placed(e, scope)
+            return lambda ctx: xp.reshape(xp.arange(self._dim(ctx, placed[1])[1]) + 1.0,
+                                          self._shape(ctx, placed))
+
+        def param(ctx):
+            if e not in ctx.params:
+                raise Unsupported(f"no value for {e}")
+            return ctx.params[e]
+        return param
+
+    def _eval_Number(self, e, scope, depth):
+        value = float(e)
+        return lambda ctx: value
+
+    def _eval_Indexed(self, e, scope, depth):
+        return self._tensor(e, scope)
+
+    def _eval_KroneckerDelta(self, e, scope, depth):
+        xp = self.xp
+        (a, axis_a), (b, axis_b) = (self._placed(i, scope) for i in e.args)
+        if axis_a != axis_b:
+            raise Unsupported(f"{e} compares indices of the axes {axis_a} and {axis_b}")
+        if a == b:
+            return lambda ctx: 1.0
+        return lambda ctx: xp.reshape(xp.eye(self._dim(ctx, axis_a)[1]),
+                                      self._shape(ctx, (a, axis_a), (b, axis_b)))
+
+    def _eval__Reduction(self, e, scope, depth):
+        return self._reduction(e, scope, depth)
+
+    def _eval_Held(self, e, scope, depth):
+        xp, inner = self.xp, self.visit(e.args[0], scope, depth)
+        return lambda ctx: xp.detach(inner(ctx))
+
+    def _eval_Grad(self, e, scope, depth):
+        return self._grad(e, scope, depth)
+
+    def _arguments(self, e, scope, depth):
+        return [self.visit(a, scope, depth) for a in e.args]
+
+    def _eval_Add(self, e, scope, depth):
+        args = self._arguments(e, scope, depth)
+        return lambda ctx: _fold(lambda u, v: u + v, (f(ctx) for f in args))
+
+    def _eval_Mul(self, e, scope, depth):
         if self.operators:
             found = standardization(e)
             if found is not None and self._operator_applies(e, found, scope):
                 return self._operator(*found, scope, depth)
-        if isinstance(e, sp.Indexed):
-            return self._tensor(e, scope)
-        if isinstance(e, SampleIndex) or e in BOUND_INDICES:
-            placed = self._placed(e, scope)
-            return lambda ctx: xp.reshape(xp.arange(self._dim(ctx, placed[1])[1]) + 1.0,
-                                          self._shape(ctx, placed))
-        if isinstance(e, sp.Symbol):
-            def param(ctx):
-                if e not in ctx.params:
-                    raise Unsupported(f"no value for {e}")
-                return ctx.params[e]
-            return param
-        if isinstance(e, sp.KroneckerDelta):
-            (a, axis_a), (b, axis_b) = (self._placed(i, scope) for i in e.args)
-            if axis_a != axis_b:
-                raise Unsupported(f"{e} compares indices of the axes {axis_a} and {axis_b}")
-            if a == b:
-                return lambda ctx: 1.0
-            return lambda ctx: xp.reshape(xp.eye(self._dim(ctx, axis_a)[1]),
-                                          self._shape(ctx, (a, axis_a), (b, axis_b)))
-        if is_reduction(e):
-            return self._reduction(e, scope, depth)
-        if isinstance(e, Held):
-            inner = self._compile(e.args[0], scope, depth)
-            return lambda ctx: xp.detach(inner(ctx))
-        if isinstance(e, Grad):
-            return self._grad(e, scope, depth)
-        args = [self._compile(a, scope, depth) for a in e.args]
-        if e.is_Add:
-            return lambda ctx: _fold(lambda u, v: u + v, (f(ctx) for f in args))
-        if e.is_Mul:
-            return lambda ctx: _fold(lambda u, v: u * v, (f(ctx) for f in args))
-        if e.is_Pow:
-            base, exponent = args
-            if e.exp == sp.Rational(1, 2):
-                return lambda ctx: xp.sqrt(base(ctx))
-            return lambda ctx: base(ctx) ** exponent(ctx)
-        if isinstance(e, (sp.Max, sp.Min)):
-            pick = xp.maximum if isinstance(e, sp.Max) else xp.minimum
-            return lambda ctx: _fold(pick, (xp.asarray(f(ctx)) for f in args))
-        if isinstance(e, Application) and e.func in _FUNCTIONS and len(args) == 1:
+        args = self._arguments(e, scope, depth)
+        return lambda ctx: _fold(lambda u, v: u * v, (f(ctx) for f in args))
+
+    def _eval_Pow(self, e, scope, depth):
+        xp, (base, exponent) = self.xp, self._arguments(e, scope, depth)
+        if e.exp == sp.Rational(1, 2):
+            return lambda ctx: xp.sqrt(base(ctx))
+        return lambda ctx: base(ctx) ** exponent(ctx)
+
+    def _eval_Max(self, e, scope, depth):
+        xp, args = self.xp, self._arguments(e, scope, depth)
+        pick = xp.maximum if isinstance(e, sp.Max) else xp.minimum
+        return lambda ctx: _fold(pick, (xp.asarray(f(ctx)) for f in args))
+
+    _eval_Min = _eval_Max
+
+    def _eval_Application(self, e, scope, depth):
+        xp, args = self.xp, self._arguments(e, scope, depth)
+        if e.func in _FUNCTIONS and len(args) == 1:
             fn = xp.function(_FUNCTIONS[e.func])
             return lambda ctx: fn(xp.asarray(args[0](ctx)))
-        raise Unsupported(f"no {xp.name} rule for {type(e).__name__}")
+        return self.unknown(e, scope, depth)
+
+    def _eval_Basic(self, e, scope, depth):
+        self._arguments(e, scope, depth)   # a node of no rule: its arguments' errors first
+        return self.unknown(e, scope, depth)
 
     def _tensor(self, e, scope):
         """A tensor entry x[n, c]: the array (shaped by the layout) laid along the indices'
@@ -243,7 +278,7 @@ class Program:
 
     def _reduction(self, e, scope, depth):
         xp = self.xp
-        body = self._compile(e.body, {**scope, e.index: e.size}, depth)
+        body = self.visit(e.body, {**scope, e.index: e.size}, depth)
         axis, along, mean = self._axis(e.index), e.size, isinstance(e, Mean)
 
         def reduction(ctx):
@@ -274,7 +309,7 @@ class Program:
         wrt = e.wrt
         self._varying.append(wrt)
         try:
-            inner = self._compile(e.expr, scope, depth + 1)
+            inner = self.visit(e.expr, scope, depth + 1)
         finally:
             self._varying.pop()
         # PyTorch has no batched backward rule for its batch-norm operator (it falls back to
@@ -285,7 +320,7 @@ class Program:
             options["create_graph"] = True
         if e.expr.has(Grad):
             options["outer"] = True
-        at = None if e.at is None else self._compile(e.at, scope, depth)
+        at = None if e.at is None else self.visit(e.at, scope, depth)
         if isinstance(wrt, sp.Indexed):
             base = wrt.base
             positions = [self._axis(t) for t in wrt.indices]
@@ -337,9 +372,9 @@ class Program:
     def _operator(self, value, index, eps, coefficient, scope, depth):
         xp = self.xp
         self.operator_nodes += 1
-        v, e = self._compile(value, scope, depth), self._compile(eps, scope, depth)
+        v, e = self.visit(value, scope, depth), self.visit(eps, scope, depth)
         axis, along = self._placed(index, scope)
-        scale = self._compile(coefficient, scope, depth)
+        scale = self.visit(coefficient, scope, depth)
 
         def operator(ctx):
             values = self._full(v(ctx))
