@@ -24,7 +24,7 @@ import sympy as sp
 
 from . import counterexample, deadline as _deadline, numeric, recheck
 from .axes import size_grid, sizes_text
-from .calculus import BOUND_INDICES, BatchSum, SampleIndex, is_reduction, release
+from .calculus import BOUND_INDICES, BatchSum, Grad, SampleIndex, is_reduction, release
 from .core import (
     PROVED,
     REFUTED,
@@ -445,33 +445,48 @@ def implicit_domain(claim: Claim) -> tuple:
     claim's own domain does not already cover and which are not positive by their form (a
     variance plus epsilon > 0 is): each must be > 0 where the statement is defined.  A
     statistic that may be negative (a mean in a denominator) enters squared: nonzero."""
+    return tuple(term for term, _ in _implicit_terms(claim))
+
+
+def _implicit_terms(claim: Claim) -> list:
+    """[(term of ``implicit_domain``, whether the statement may divide by it), ...]: a
+    statistic in a denominator, or under a root inside a derivative (whose derivative
+    divides by the root), may make the statement undefined where it is 0; a root taken as
+    a value (sqrt(var) = 0) does not."""
     stated = {sp.expand(release(d)) for d in claim.domain}
     found: list = []
+    divides: set = set()
+
+    def visit(node, in_grad):
+        if isinstance(node, Grad):
+            in_grad = True
+        if (node.is_Pow and node.exp.is_Rational
+                and (node.exp.is_negative or node.exp.q == 2)):
+            base = release(node.base)
+            while base.is_Pow and base.exp.is_Rational and base.exp.q == 2:
+                base = release(base.base)
+            if not (base.is_number or not _closed(base)
+                    or not any(is_reduction(e) for e in sp.preorder_traversal(base))
+                    or sp.expand(base) in stated):
+                if base not in found:
+                    found.append(base)
+                if node.exp.is_negative or in_grad:
+                    divides.add(base)
+        for arg in node.args:
+            if isinstance(arg, sp.Basic):
+                visit(arg, in_grad)
+
     for eq in claim.equations:
         for side in (eq.lhs, eq.rhs):
-            for node in sp.preorder_traversal(side):
-                if not (node.is_Pow and node.exp.is_Rational
-                        and (node.exp.is_negative or node.exp.q == 2)):
-                    continue
-                base = release(node.base)
-                while base.is_Pow and base.exp.is_Rational and base.exp.q == 2:
-                    base = release(base.base)
-                if (base.is_number or not _closed(base)
-                        or not any(is_reduction(e) for e in sp.preorder_traversal(base))):
-                    continue
-                if sp.expand(base) in stated or base in found:
-                    continue
-                found.append(base)
+            visit(sp.sympify(side), False)
     out = []
     probe = {a: max(m, 2) for a, m in claim.minimums().items()}
     for base in found:
         sign = _sign(claim, base, probe)
         if sign == "positive":
             continue
-        out.append(base if sign == "nonnegative" else base ** 2)
-    return tuple(out)
-
-
+        out.append((base if sign == "nonnegative" else base ** 2, base in divides))
+    return out
 
 
 def _closed(expr) -> bool:
@@ -498,12 +513,16 @@ DEFINED_WITHIN = 8   # how far above its minimum an axis is raised to where a st
 
 def statement_scope(claim: Claim) -> Scope:
     """The claim as checked (``Scope``).  A statement is defined at a size when none of its
-    domain's statistics (its own ``domain`` and ``implicit_domain``) is identically 0 there;
+    domain's statistics (its own ``domain``, and those of ``implicit_domain`` it may divide
+    by: a root taken as a value, sqrt(var) = 0, is defined) is identically 0 there;
     each axis starts at the first such size (the others held at a size where they do not
     matter).  Where that raises a size, the implicit domain is the claim's too; a claim
     defined from its stated sizes is checked as stated."""
-    terms = tuple(claim.domain) + implicit_domain(claim)
-    if not terms:
+    implicit = _implicit_terms(claim)
+    # only what the statement may divide by can make it undefined: sqrt(var) = 0 is a value,
+    # and a statement that takes it is checked there, never skipped
+    raising = tuple(claim.domain) + tuple(t for t, divides in implicit if divides)
+    if not raising:
         return Scope(claim)
     minimums = claim.minimums()
     defined, zero_at = dict(minimums), {}
@@ -511,7 +530,7 @@ def statement_scope(claim: Claim) -> Scope:
         probe = {a: max(m, 3) for a, m in minimums.items()}
         for size in range(low, low + DEFINED_WITHIN):
             probe[axis] = size
-            zero = _identically_zero(claim, terms, probe)
+            zero = _identically_zero(claim, raising, probe)
             if zero is None:
                 defined[axis] = size
                 break
@@ -524,7 +543,7 @@ def statement_scope(claim: Claim) -> Scope:
         # defined from the stated sizes: checked as stated (a layer treats an undefined
         # instance as outside the domain in any case)
         return Scope(claim)
-    changes = {"domain": tuple(claim.domain) + tuple(t for t in terms
+    changes = {"domain": tuple(claim.domain) + tuple(t for t in raising
                                                      if t not in claim.domain),
                "min_size": defined[claim.batch.size]}
     others = {a: n for a, n in raised.items() if a != claim.batch.size}
