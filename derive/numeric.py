@@ -275,6 +275,8 @@ class Compiled(Interpreter):
         value = complex(e)
         return lambda ctx: value
 
+    _eval_NumberSymbol = _eval_Number   # pi, E: named constants are numbers too
+
     def _eval_KroneckerDelta(self, e, scope):
         a, b = (self._axis(x) for x in e.args)
         if a == b:

@@ -114,8 +114,8 @@ def test_explicit_refuses_an_unknown_node():
 
 
 def test_numeric_refuses_an_unknown_node():
-    with pytest.raises(Unsupported, match=r"^no numeric rule for Pi$"):
-        Compiled(sp.pi * b, [], N)
+    with pytest.raises(Unsupported, match=r"^no numeric rule for Tuple$"):
+        Compiled(sp.Tuple(b, b), [], N)
     compiled = Compiled(b, [], N)
     with pytest.raises(Unsupported, match=r"^no numeric rule for Stranger$"):
         compiled.visit(Stranger(), {})
@@ -123,8 +123,8 @@ def test_numeric_refuses_an_unknown_node():
 
 def test_a_program_refuses_an_unknown_node_naming_its_framework():
     backend = FakeBackend(name="torch")
-    with pytest.raises(Unsupported, match=r"^no torch rule for Pi$"):
-        Program(sp.pi, [], N, backend)
+    with pytest.raises(Unsupported, match=r"^no torch rule for Tuple$"):
+        Program(sp.Tuple(b, b), [], N, backend)
     with pytest.raises(Unsupported, match=r"^no jax rule for Stranger$"):
         Program(b, [], N, FakeBackend(name="jax")).visit(Stranger(), {}, 0)
 
@@ -163,3 +163,18 @@ def test_a_mean_is_a_mean_whatever_it_prints_as():
     assert writer.value(mean, {}) == 2
     assert writer.value(total, {}) == 4
 
+
+
+def test_named_constants_are_numbers_to_every_layer():
+    import sympy as sp
+
+    from derive import Batch, Claim, Equation, Grad, Settings, check
+    B = Batch("N")
+    u, i = B.samples("u"), B.index("i")
+    b = B.param("b")
+    claim = Claim("constants", "pi and e", B,
+                  (Equation(Grad(sp.pi * b + sp.E * B.mean(u[i], i), b), sp.pi),))
+    result = check(claim, Settings(random_instances=20, hypothesis_examples=10))
+    assert result.verdict.status == "proved", result.verdict.reason
+    assert all(e.ok for e in result.evidence), [(e.kind, e.summary) for e in result.evidence]
+    assert {e.kind for e in result.evidence} >= {"symbolic", "explicit", "numeric"}

@@ -194,6 +194,8 @@ class Program(Interpreter):
         value = float(e)
         return lambda ctx: value
 
+    _eval_NumberSymbol = _eval_Number   # pi, E: named constants are numbers too
+
     def _eval_Indexed(self, e, scope, depth):
         return self._tensor(e, scope)
 
