@@ -267,3 +267,19 @@ def test_second_derivatives_over_two_axes(xp):
                       (Grad(Grad(bn, b[d]), x[m, f]), [d, f, m])):
         assert evaluate_axes(xp, expr, idx, values, {eps: 0.5}, sizes) == pytest.approx(
             0.0, abs=1e-10)
+
+
+def test_a_node_valued_per_sample_is_refused_in_words():
+    pytest.importorskip("torch", reason="torch is not installed")
+    from derive import Batch, Claim, Equation, Grad, Settings, check
+    B = Batch("N")
+    u, i = B.samples("u"), B.index("i")
+    b, s = B.param("b"), B.param("s")
+    claim = Claim("per-sample-node", "a node at u_i b", B, (Equation(
+        Grad(B.mean(Grad(s ** 3 * u[i], s, at=u[i] * b), i), b),
+        B.mean(6 * b * u[i] ** 3, i)),))
+    result = check(claim, Settings(random_instances=20, hypothesis_examples=10))
+    framework_rows = [e for e in result.evidence if e.kind in ("torch", "jax")]
+    for e in framework_rows:
+        assert "differs from sample to sample" in e.summary, e.summary
+        assert "internal error" not in e.summary

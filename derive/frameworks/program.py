@@ -31,6 +31,7 @@ import sympy as sp
 from ..axes import AxisError, axes_of, index_axis
 from ..calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex
 from ..core import Unsupported
+from ..text import text
 from ..interpret import Interpreter
 
 # SymPy function -> the array function of the same name in torch / jax.numpy
@@ -322,6 +323,14 @@ class Program(Interpreter):
             options["create_graph"] = True
         if e.expr.has(Grad):
             options["outer"] = True
+        if e.at is not None and any(isinstance(s, SampleIndex) or s in scope
+                                    for s in e.at.free_symbols):
+            # the node is one parameter for the whole batch here: a value per sample would
+            # need a derivative per sample, which this compiler does not build
+            raise Unsupported(f"the node {text(e.wrt)} is evaluated at {text(e.at)}, a value that "
+                              "differs "
+                              "from sample to sample; the framework layers take a node's "
+                              "derivative at one value for the whole batch")
         at = None if e.at is None else self.visit(e.at, scope, depth)
         if isinstance(wrt, sp.Indexed):
             base = wrt.base
