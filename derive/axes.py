@@ -11,6 +11,7 @@ reduction that binds it.  From that, ``layout`` reads the axes of every per-samp
 from __future__ import annotations
 
 import itertools
+import math
 
 import sympy as sp
 
@@ -104,18 +105,11 @@ def size_grid(minimums: dict, top: int, budget: int | None = None):
     ranges = [range(minimums[a], max(minimums[a], top) + 1) for a in axes]
     grid = []
     for combo in itertools.product(*ranges):
-        if budget is not None and len(axes) > 1 and _product(combo) > budget:
+        if budget is not None and len(axes) > 1 and math.prod(combo) > budget:
             continue
         grid.append(combo)
     grid.sort(key=lambda c: (sum(c), c))
     return [dict(zip(axes, c)) for c in grid]
-
-
-def _product(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 def sizes_text(sizes: dict) -> str:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from .axes import AxisError, axes_of, index_axis, layout
+from .axes import AxisError, axes_of, index_axis, layout, sizes_text
 from .calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex
 from .core import Claim, Unsupported
 from .explicit import free_indices
@@ -758,6 +758,14 @@ def _reproducible_draws():
     finally:
         providers._get_local_constants = original
         cache.clear()
+
+
+def sizes_phrase(claim: Claim, inst: Instance) -> str:
+    """An instance's sizes as the summaries print them: "N = 5" for one axis (whatever its
+    symbol), "N = 2, C = 3" for several."""
+    if len(claim.axes) == 1:
+        return f"N = {inst.size}"
+    return sizes_text(inst.all_sizes(claim))
 
 
 def instance_json(inst: Instance) -> dict:

@@ -311,13 +311,6 @@ def explicit_layer(claim: Claim, settings: Settings) -> Evidence:
                     holds=holds)
 
 
-def _shrunk_sizes(claim: Claim, inst) -> str:
-    """"N = 3" for one axis (whatever its symbol), "N = 1, C = 2" for several."""
-    if len(claim.axes) == 1:
-        return f"N = {inst.size}"
-    return sizes_text(inst.all_sizes(claim))
-
-
 def _ranges(ns):
     ns = sorted(ns)
     if len(ns) > 2 and ns == list(range(ns[0], ns[-1] + 1)):
@@ -332,7 +325,7 @@ FAILING_SIZES = "_failing_sizes"   # a layer's private note of where it failed (
 
 def _instance_sizes(claim: Claim, inst) -> tuple:
     """The sizes of a drawn instance, in the order of ``claim.axes``."""
-    sizes = {claim.batch.size: inst.size, **(getattr(inst, "sizes", None) or {})}
+    sizes = inst.all_sizes(claim)
     return tuple(sizes.get(a, m) for a, m in claim.minimums().items())
 
 
@@ -380,8 +373,8 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         # count printed anywhere agrees
         bad = len(failures) + (h_fail is not None)
         summary = (f"fails on {bad} of {total} instances ({len(failures)} of {count} random"
-                   + (f"; Hypothesis shrinks its failure to {_shrunk_sizes(claim, h_fail)}"
-                      if h_fail else "") + ")")
+                   + (f"; Hypothesis shrinks its failure to "
+                      f"{numeric.sizes_phrase(claim, h_fail)}" if h_fail else "") + ")")
     return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0,
                     holds=not failed)
 

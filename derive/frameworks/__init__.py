@@ -22,13 +22,10 @@ import math
 import time
 
 import numpy as np
-
-import contextlib
-
 import sympy as sp
 
 from .. import numeric
-from ..axes import layout, sizes_text
+from ..axes import layout
 from ..calculus import Grad, Held
 from ..core import Claim, Evidence, error_text, shown_pair
 from ..corroboration import attached_to
@@ -45,7 +42,7 @@ TOLERANCE = {"float64": 1e-8}
 # most AXES_BUDGET entries in all; JAX pads every axis to its largest size (8 x 8 arrays, not
 # 64 x 64: the Jacobian of a derivative by x[n, c] has width^4 entries, a second one width^6)
 AXIS_MAX = 8
-AXES_BUDGET = 64
+AXES_BUDGET = numeric.MAX_ENTRIES
 INSTALL = {"torch": "pip install 'derive[torch]' (CPU build: pip install torch "
                     "--index-url https://download.pytorch.org/whl/cpu)",
            "jax": "pip install 'derive[jax]'"}
@@ -66,13 +63,6 @@ def _several_axes(claim: Claim) -> bool:
     return len(claim.axes) > 1
 
 
-def _product(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
-
-
 def axis_limits(claim: Claim) -> dict:
     """{axis: (smallest, largest size drawn)} for a claim over several axes: each axis from
     its smallest size to AXIS_MAX, so that the others at their smallest leave at most
@@ -80,25 +70,9 @@ def axis_limits(claim: Claim) -> dict:
     mins = claim.minimums()
     out = {}
     for a, lo in mins.items():
-        others = _product(n for b, n in mins.items() if b != a)
+        others = math.prod(n for b, n in mins.items() if b != a)
         out[a] = (lo, max(lo, min(AXIS_MAX, AXES_BUDGET // others)))
     return out
-
-
-def instance_sizes(claim: Claim, inst) -> dict:
-    """Every axis's size in an instance (a one-axis instance knows only its batch's)."""
-    drawn = getattr(inst, "sizes", None) or {}
-    return {**{a: 1 for a in claim.axes}, **drawn, claim.batch.size: inst.size}
-
-
-def _instance(size, samples, params, choice, sizes):
-    """A ``numeric.Instance`` that knows every axis's size."""
-    try:
-        return numeric.Instance(size, samples, params, choice, sizes=sizes)
-    except TypeError:   # an Instance without sizes: kept beside it
-        inst = numeric.Instance(size, samples, params, choice)
-        inst.sizes = sizes
-        return inst
 
 
 class _Compiled:
@@ -253,7 +227,7 @@ class _Run:
         return found
 
     def _compare_axes(self, c: _Compiled, inst):
-        sizes = instance_sizes(self.claim, inst)
+        sizes = inst.all_sizes(self.claim)
         samples = {b: np.asarray(v, dtype=float) for b, v in inst.samples.items()}
         formula, operator, domain = c.evaluate(inst.size, samples, inst.params, sizes)
         with np.errstate(all="ignore"):
@@ -309,107 +283,14 @@ def layers(claim: Claim, names, settings, deadline: float | None = None) -> list
         found = [e for e in (r.error(inst) for r in runs) if not math.isnan(e)]
         return max(found) if found else math.nan
 
-    draw = _hypothesis_axes if _several_axes(claim) else numeric.hypothesis_check
-    count, _, failure = draw(
-        claim, settings.framework_examples, max_size=MAX_SIZE, deadline=deadline,
+    # numeric's driver: over several axes each size stays within AXIS_MAX and the product
+    # within numeric.MAX_ENTRIES, so every draw fits JAX's padded widths (axis_limits)
+    count, _, failure = numeric.hypothesis_check(
+        claim, settings.framework_examples,
+        max_size=AXIS_MAX if _several_axes(claim) else MAX_SIZE, deadline=deadline,
         error=error, tolerance=tolerance)
     shared = (time.perf_counter() - t0 - sum(r.seconds for r in runs)) / len(runs)
     return [_evidence(claim, r, count, failure, r.seconds + shared) for r in runs]
-
-
-class _Stop(BaseException):
-    """Ends a Hypothesis run at a deadline or after shrinking (not a test failure)."""
-
-
-def _hypothesis_axes(claim: Claim, max_examples: int, max_size=None, deadline=None,
-                     error=None, tolerance: float = numeric.TOLERANCE,
-                     shrink_steps: int = numeric.SHRINK_STEPS):
-    """``numeric.hypothesis_check`` for a claim over several axes: a size per axis (the
-    claim's axes in order, each between its smallest size and the largest that keeps the
-    tensors within AXES_BUDGET entries given the sizes drawn before), then every tensor's
-    entries in its layout's shape.  Derandomized; returns (count, worst error, failure)."""
-    from hypothesis import HealthCheck, assume, given, settings
-    from hypothesis import strategies as st
-
-    bases, params = numeric.variables(claim)
-    params = [p for p in params if p not in claim.axes]
-    shapes = layout(*[side for eq in claim.equations for side in (eq.lhs, eq.rhs)],
-                    *claim.domain)
-    limits = axis_limits(claim)
-    axes = list(limits)
-    functions = list(claim.functions)
-    seen = {"count": 0, "worst": 0.0, "last_failure": None, "shrink_until": math.inf}
-
-    def floats(lo, hi):   # as numeric's: magnitudes below TINY drawn as 0
-        return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=64).map(
-            lambda v: 0.0 if abs(v) < numeric.TINY and lo <= 0.0 <= hi else v)
-
-    @settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(data=st.data())
-    def property_holds(data):
-        sizes = {}
-        for n, a in enumerate(axes):
-            lo, hi = limits[a]
-            room = AXES_BUDGET // (_product(sizes.values())
-                                   * _product(limits[b][0] for b in axes[n + 1:]))
-            sizes[a] = data.draw(st.integers(lo, max(lo, min(hi, room))), sp.sstr(a))
-        samples = {}
-        for b in bases:
-            shape = tuple(sizes.get(a, 1) for a in shapes.get(b, (claim.batch.size,)))
-            flat = data.draw(st.lists(floats(*numeric.value_range(claim, b)),
-                                      min_size=_product(shape), max_size=_product(shape)),
-                             str(b))
-            samples[b] = np.reshape(np.asarray(flat, dtype=float), shape)
-        values = {p: data.draw(st.integers(int(numeric.value_range(claim, p)[0]),
-                                           int(numeric.value_range(claim, p)[1]))
-                               if numeric.is_integer(p)
-                               else floats(*numeric.value_range(claim, p)), str(p))
-                  for p in params}
-        choice = {fn: data.draw(st.sampled_from(inst), str(fn)) for fn, inst in functions}
-        inst = _instance(sizes[claim.batch.size], samples, values, choice, sizes)
-        if (deadline is not None and time.monotonic() > deadline) \
-                or seen["count"] >= seen["shrink_until"]:
-            raise _Stop
-        err = error(inst)
-        assume(not math.isnan(err))  # outside the statement's domain
-        seen["count"] += 1
-        if err > tolerance:
-            seen["last_failure"] = inst
-            seen["shrink_until"] = min(seen["shrink_until"], seen["count"] + shrink_steps)
-        else:
-            seen["worst"] = max(seen["worst"], err)
-        assert err <= tolerance
-
-    reproducible = getattr(numeric, "_reproducible_draws", contextlib.nullcontext)
-    try:
-        with reproducible():
-            property_holds()
-    except (AssertionError, _Stop):
-        return seen["count"], seen["worst"], seen["last_failure"]
-    return seen["count"], seen["worst"], None
-
-
-def _instance_json(claim: Claim, inst) -> dict:
-    """An instance as JSON-ready values; over several axes, as ``numeric.instance_json``
-    writes them: "N" the batch's size, every other axis's size by its name, each tensor as
-    nested lists in its layout's order."""
-    if not _several_axes(claim):
-        return numeric.instance_json(inst)
-    out = {"N": inst.size}
-    out.update({sp.sstr(a): int(n) for a, n in instance_sizes(claim, inst).items()
-                if a != claim.batch.size})
-    out.update({str(b): np.asarray(v, dtype=float).tolist() for b, v in inst.samples.items()})
-    out.update({str(p): float(v) for p, v in inst.params.items()})
-    out.update({str(f): sp.sstr(lam) for f, lam in inst.choice.items()})
-    return out
-
-
-def _sizes_text(claim: Claim, inst) -> str:
-    """"N = 5" (one axis, as it always read), "N = 2, C = 3" (every axis)."""
-    if not _several_axes(claim):
-        return f"N = {inst.size}"
-    return sizes_text(instance_sizes(claim, inst))
 
 
 def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> Evidence:
@@ -482,9 +363,9 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
         found = run.compare(shrunk)
     kind, err, left, right = max(found, key=lambda f: f[1])
     left, right = shown_pair(left, right)
-    details["failure"] = {"instance": _instance_json(claim, shrunk), "comparison": kind,
+    details["failure"] = {"instance": numeric.instance_json(shrunk), "comparison": kind,
                           "left": left, "right": right, "error": err}
     via = "autograd" if kind == "autograd" else xp.operator
     return done(f"{name} {xp.version} ({via}, float64) disagrees: at "
-                f"{_sizes_text(claim, shrunk)} ({how}), left = {left:g}, right = {right:g}, error {err:.2g} > "
-                f"{run.tolerance:.0e}", False)
+                f"{numeric.sizes_phrase(claim, shrunk)} ({how}), left = {left:g}, "
+                f"right = {right:g}, error {err:.2g} > {run.tolerance:.0e}", False)
