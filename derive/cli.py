@@ -283,11 +283,14 @@ def cmd_report(args) -> int:
     return EXIT_FAIL if bad or warnings else EXIT_OK
 
 
+LONG_RESIDUAL = 400   # characters: a longer residual is summarized on the terminal
 SYMBOL = {"proved": "PROVED", "refuted": "REFUTED", "undecided": "UNDECIDED"}
 
 
 def _claim_lines(result) -> list[str]:
     """One line per claim, then, for a refuted or undecided one, what the user needs."""
+    import sympy as sp
+
     from .render.common import failing_sizes, sizes_phrase
     from .text import plain_name, text
     v = result.verdict
@@ -301,7 +304,11 @@ def _claim_lines(result) -> list[str]:
         lines.append(f"    left = {text(cex.lhs)}, right = {text(cex.rhs)}, "
                      f"residual = {text(cex.residual)} (exact)")
         if v.residual is not None:
-            lines.append(f"    residual for every N: {text(v.residual)}")
+            shown = text(v.residual)
+            if len(shown) > LONG_RESIDUAL:   # a terminal line of pages helps nobody
+                shown = (f"an expression of {sp.count_ops(v.residual)} operations "
+                         "(in full in the report and certificate: --report DIR)")
+            lines.append(f"    residual for every N: {shown}")
     elif v.status != "proved":
         lines.append(f"    reason: {v.reason}")
     return lines

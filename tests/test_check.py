@@ -135,6 +135,9 @@ def test_two_axis_example_bias_before_batch_norm_proved_before_layer_norm_refute
     proved = layers(proc.stdout, "axes.bias-before-batchnorm")
     assert {proved.get(k) for k in ("symbolic", "explicit", "numeric")} == {"ok"}
     assert "counterexample: N = " in proc.stdout and ", C = " in proc.stdout
+    # the refuted claim's residual runs to pages: the terminal gets its size, not the pages
+    assert max(len(line) for line in proc.stdout.splitlines()) < 600
+    assert "residual for every N: an expression of" in proc.stdout
 
 
 def test_second_derivative_example_proved_and_held_version_refuted():
