@@ -56,12 +56,9 @@ class _NotAnInstance(Exception):
 def confirm(claim: Claim, cex) -> Recheck:
     """Re-check a ``Counterexample`` of ``claim`` from its printed values (at every axis's
     size, ``cex.all_sizes(claim)``, for a claim over several axes)."""
-    sizes = cex.all_sizes(claim) if getattr(cex, "sizes", None) else None
+    sizes = cex.all_sizes(claim) if cex.sizes else None
     return confirm_values(claim, cex.size, cex.values, part=cex.part, functions=cex.functions,
                           sizes=sizes)
-
-
-recheck = confirm
 
 
 def confirm_values(claim: Claim, size: int, values: dict[str, Any], part: int = 0,

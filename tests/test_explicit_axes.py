@@ -321,7 +321,7 @@ def test_recheck_confirms_a_genuine_multi_axis_counterexample():
     genuine = cex({"x": [[0, 0]], "b": [1, 0], "n": 1, "c": 1})
     found = recheck.confirm(FALSE_BIAS, genuine)
     assert (found.confirmed, found.lhs, found.rhs) == (True, sp.Rational(1, 2), 0)
-    assert recheck.recheck(FALSE_BIAS, genuine).confirmed is True
+    assert recheck.confirm(FALSE_BIAS, genuine).confirmed is True
     wide = cex({"x": [[0, 0, 1], [2, 0, 0]], "b": [1, 0, 0], "n": 2, "c": 3}, size=2,
                sizes={N: 2, C: 3})
     found = recheck.confirm(FALSE_BIAS, wide)
