@@ -31,7 +31,8 @@ import sympy as sp
 from .axes import layout, size_grid, sizes_text
 from .core import Claim, Counterexample, OutOfTime
 from .deadline import checkpoint, time_budget
-from .explicit import ExplicitBatch, free_indices, index_assignments, is_certainly_nonzero
+from .explicit import (ExplicitBatch, domain_values, free_indices, index_assignments,
+                       is_certainly_nonzero)
 from .numeric import instantiate, variables
 
 POOL = (sp.Integer(0), sp.Integer(1), sp.Integer(-1), sp.Integer(2), sp.Integer(-2),
@@ -277,7 +278,7 @@ def _search_at(claim, sizes, choice, bases, params, sparse=False):
         lhs, rhs = instantiate(eq.lhs, choice), instantiate(eq.rhs, choice)
         for env in index_assignments(free_indices(eq.lhs, eq.rhs), extent):
             parts.append((n, env, batch.eval(lhs, env), batch.eval(rhs, env)))
-    domain = [batch.eval(d, {}) for d in claim.domain]
+    domain = domain_values(batch, claim.domain, extent)
     shapes = _shapes(claim, bases, sizes) if several else {b: (size,) for b in bases}
     positions = {b: list(itertools.product(*(range(1, m + 1) for m in shapes[b])))
                  for b in bases}

@@ -738,6 +738,58 @@ def _simplify(value):
     return sp.cancel(sp.together(value))
 
 
+def domain_values(batch, domain, extent) -> list:
+    """Each domain expression written out by ``batch`` at every value of its free indices (a
+    variance per channel > 0 is one condition per channel); ``extent`` as in
+    ``index_assignments``."""
+    return [batch.eval(d, env) for d in domain
+            for env in index_assignments(free_indices(d), extent)]
+
+
+def index_patterns(indices: Iterable[sp.Symbol], sizes, *exprs):
+    """One assignment of the free indices per pattern of which of them are equal (per axis):
+    enough to decide an identity in ``exprs``.  Batch expressions treat samples alike -- a
+    relabeling of the samples maps each side's value at one assignment to its value at any
+    other with the same pattern -- so x[n, c] at (n, c, m, d) = (1, 1, 2, 1) stands for every
+    n != m, c = d.  Falls back to ``index_assignments`` when an expression names a sample by
+    number (x[1]), which a relabeling would move."""
+    indices = list(indices)
+    numbered = any(not isinstance(t, sp.Symbol) for e in exprs
+                   for node in sp.sympify(e).atoms(sp.Indexed) for t in node.indices)
+    if numbered or not indices:
+        yield from index_assignments(indices, sizes)
+        return
+    groups: dict = {}
+    for s in sorted(indices, key=lambda s: (s.name, str(getattr(s, "axis", "")))):
+        groups.setdefault(getattr(s, "axis", None) if isinstance(sizes, dict) else None,
+                          []).append(s)
+    choices = []
+    for axis, members in groups.items():
+        top = sizes if not isinstance(sizes, dict) else sizes.get(
+            axis, next(iter(sizes.values())) if axis is None and len(sizes) == 1 else None)
+        if top is None:
+            raise Unsupported(f"no concrete size for the axis {axis} of the index {members[0]}")
+        choices.append([dict(zip(members, labels))
+                        for labels in _set_partitions(len(members), int(top))])
+    for combo in itertools.product(*choices):
+        env: dict = {}
+        for part in combo:
+            env.update(part)
+        yield env
+
+
+def _set_partitions(count: int, most: int):
+    """Labels 1.. for ``count`` items, one tuple per partition into at most ``most`` blocks
+    (restricted growth strings: item k takes a label at most one above the largest so far)."""
+    def grow(prefix, top):
+        if len(prefix) == count:
+            yield tuple(prefix)
+            return
+        for label in range(1, min(top + 1, most) + 1):
+            yield from grow(prefix + [label], max(top, label))
+    yield from grow([], 0)
+
+
 def index_assignments(indices: Iterable[sp.Symbol], sizes):
     """Every assignment of the free indices: ``sizes`` an int (every index over 1..sizes)
     or a dict by axis (each index over 1..sizes[index.axis])."""

@@ -490,8 +490,11 @@ def instance_error(claim: Claim, inst: Instance, cache: dict | None = None) -> f
     key = tuple(sorted((str(f), str(lam)) for f, lam in inst.choice.items()))
     if key not in cache:
         cache[key] = compile_claim(claim, inst.choice)
-        cache[key + ("domain",)] = [Compiled(instantiate(d, inst.choice), [], claim.batch.size,
-                                             claim.axes) for d in claim.domain]
+        # a domain expression may have free indices (a variance per channel): all must hold
+        cache[key + ("domain",)] = [Compiled(instantiate(d, inst.choice),
+                                             sorted(free_indices(d), key=lambda s: s.name),
+                                             claim.batch.size, claim.axes)
+                                    for d in claim.domain]
     ctx = Context(inst.size, {k: np.asarray(v, dtype=float) for k, v in inst.samples.items()},
                   inst.params, sizes=inst.sizes)
     worst = 0.0

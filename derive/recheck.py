@@ -22,6 +22,8 @@ it does not write out).  Only True lets a claim be reported refuted.
 
 from __future__ import annotations
 
+import itertools
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,8 +125,11 @@ def _confirm(claim, size, values, part, functions, sizes=None) -> Recheck:
     choice = dict(functions)
     writer = _Writer(sizes, claim.batch.size, samples, numbers, shapes)
     for d in claim.domain:  # the statement says nothing outside its domain
-        if writer.value(d, {}).is_positive is not True:
-            raise _NotAnInstance(f"{d} is not positive there: outside the claim's domain")
+        # a domain with free indices (a variance per channel) must hold at each of them
+        free = sorted((s for s in d.free_symbols if isinstance(s, SampleIndex)), key=str)
+        for values in itertools.product(*(range(1, sizes[s.axis] + 1) for s in free)):
+            if writer.value(d, dict(zip(free, values))).is_positive is not True:
+                raise _NotAnInstance(f"{d} is not positive there: outside the claim's domain")
     missing = {s for s in eq.lhs.free_symbols | eq.rhs.free_symbols
                if isinstance(s, SampleIndex)} - env.keys()
     if missing:

@@ -40,7 +40,7 @@ from .core import (
     error_text,
 )
 from .deadline import checkpoint, time_budget
-from .explicit import ExplicitBatch, free_indices, index_assignments
+from .explicit import ExplicitBatch, domain_values, free_indices, index_patterns
 from .rules import reduce
 from .text import text
 
@@ -114,7 +114,7 @@ def _recheck(before, after, min_size, size_symbol, identity_sizes, point_sizes, 
     def values_at(size):
         batch, extent = _step_batch(size, size_symbol, several)
         out = []
-        for env in index_assignments(indices, extent):
+        for env in index_patterns(indices, extent, before, after):
             checkpoint()
             out.append(batch.eval(before, env) - batch.eval(after, env))
         return batch, out
@@ -204,7 +204,7 @@ def explicit_holds(claim: Claim, size) -> bool | None:
     batch, extent = _explicit_batch(claim, size)
     outcome: bool | None = True
     for eq in claim.equations:
-        for env in index_assignments(free_indices(eq.lhs, eq.rhs), extent):
+        for env in index_patterns(free_indices(eq.lhs, eq.rhs), extent, eq.lhs, eq.rhs):
             checkpoint()
             try:
                 found = batch.decide(batch.eval(eq.lhs, env) - batch.eval(eq.rhs, env))
@@ -558,13 +558,12 @@ def statement_scope(claim: Claim) -> Scope:
 def _identically_zero(claim: Claim, terms, sizes):
     """The first of ``terms`` that is identically 0 at ``sizes`` (None when none is)."""
     try:
-        batch, _ = _explicit_batch(claim, sizes)
+        batch, extent = _explicit_batch(claim, sizes)
     except Exception:  # noqa: BLE001 -- a size that cannot be written out decides nothing
         return None
     for term in terms:
         try:
-            value = batch.eval(term, {})
-            if batch.is_zero(value):
+            if any(batch.is_zero(value) for value in domain_values(batch, (term,), extent)):
                 return term
         except Exception:  # noqa: BLE001 -- a term that cannot be decided is not 0
             continue
