@@ -25,6 +25,10 @@ from .calculus import Batch, BatchSum, Mean
 _Z = sp.Symbol("z", real=True)
 PROVED, REFUTED, UNDECIDED = "proved", "refuted", "undecided"
 VERDICTS = (PROVED, REFUTED, UNDECIDED)
+# the framework operators a claim's normalizations may name (``Claim.operator``), as PyTorch
+# names them (torch.nn.functional.*, torch.nn.utils.parametrizations.weight_norm)
+OPERATORS = ("batch_norm", "layer_norm", "instance_norm", "group_norm", "rms_norm",
+             "weight_norm")
 
 
 class DeriveError(Exception):
@@ -68,6 +72,11 @@ class Claim:
     epsilon = 0): instances and counterexamples outside it are not drawn.
     ``corroborations`` is the evidence only this claim's topic knows how to gather (simulated
     training, a kernel built from the formula; ``corroboration.Corroboration``).
+    ``operator`` names the framework operator the statement's normalizations mean (one of
+    ``OPERATORS``): the torch and jax layers then compute each normalization they recognize
+    by that operator, and check a claim without a derivative too.  None: a standardization
+    is computed by the batch-norm operator, and only a claim with a derivative is checked
+    by the frameworks.
     """
 
     id: str
@@ -86,12 +95,16 @@ class Claim:
     explicit_up_to: int | None = None  # largest explicit N worth its time (None: settings')
     min_sizes: tuple[tuple[sp.Symbol, int], ...] = ()  # (axis, smallest size) beyond the batch
     corroborations: tuple = ()   # ``corroboration.Corroboration``s: the topic's own evidence
+    operator: str | None = None  # the framework operator its normalizations mean (OPERATORS)
 
     def __post_init__(self):
         from .corroboration import Corroboration
         if not (isinstance(self.corroborations, tuple)
                 and all(isinstance(c, Corroboration) for c in self.corroborations)):
             raise ValueError(f"{self.id}: corroborations must be a tuple of Corroboration")
+        if self.operator is not None and self.operator not in OPERATORS:
+            raise ValueError(f"{self.id}: the operator {self.operator!r} is not one the "
+                             "framework layers know; choose one of " + ", ".join(OPERATORS))
         if self.expected is not None and self.expected not in VERDICTS:
             raise ValueError(f"{self.id}: expected verdict must be one of {VERDICTS}")
         if not self.equations:

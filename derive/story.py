@@ -9,6 +9,30 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class VerdictTable:
+    """A table read off the verdicts: rows of cells, each cell the claims that decide it,
+    the most general first (``((claim id, the condition it adds, "" for none), ...)``).
+
+    A cell says "holds" when its first claim is proved, "holds only under <condition>" when
+    a later one is, "fails" when its claims are refuted, and "undecided" otherwise
+    (``render.common.cell_verdict``); it links to the claim that decides it.  Nothing in a
+    cell is written by hand: a changed verdict changes the table.
+    """
+
+    caption: str                    # LaTeX: what the table shows
+    groups: tuple                   # ((LaTeX header over several columns, column count), ...)
+    columns: tuple[str, ...]        # LaTeX column headers
+    rows: tuple                     # ((LaTeX row header, (cell, ...)), ...); a cell: () empty
+    # ((state, LaTeX word shown for it, legend text), ...); "{condition}" in a word stands for
+    # the cell's condition (the legend shows the table's first)
+    words: tuple = ()
+
+    def first_condition(self) -> str:
+        return next((cond for _, cells in self.rows for cell in cells for _, cond in cell
+                     if cond), "")
+
+
+@dataclass(frozen=True)
 class Section:
     title: str
     # LaTeX prose shown before the claims; {{claim:ID}} stands for that claim's one-line
@@ -19,6 +43,7 @@ class Section:
     # ((figure name, LaTeX caption, claim id), ...): each figure is placed right after the
     # claim it illustrates; the name is the figure's file stem (``figures.REPORT_FIGURES``)
     figures: tuple = ()
+    table: VerdictTable | None = None   # shown right after ``text``
 
 
 @dataclass(frozen=True)

@@ -724,3 +724,30 @@ def test_nested_alarms_on_the_main_thread_keep_the_outer_deadline():
     assert signal.getsignal(signal.SIGALRM) == handler   # restored once no budget needs it
     with deadline.time_budget(60, "after"):              # nothing was left behind
         deadline.checkpoint()
+
+
+def test_a_budget_that_runs_out_inside_a_garbage_collection_is_not_lost(capsys):
+    """Python prints and drops an exception raised inside a gc callback (Hypothesis has one):
+    the budget must still run out, right after the callback, and nothing is printed."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("the timer is for the main thread")
+    import gc
+
+    def slow_callback(phase, info):
+        if phase == "start":
+            t = time.monotonic()
+            while time.monotonic() - t < 0.3:   # the alarm fires in here
+                pass
+
+    gc.callbacks.insert(0, slow_callback)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(OutOfTime, match="the collected block"):
+            with deadline.time_budget(0.1, "the collected block"):
+                gc.collect()
+                while time.monotonic() - t0 < 30:
+                    time.sleep(0.01)
+    finally:
+        gc.callbacks.remove(slow_callback)
+    assert time.monotonic() - t0 < 5
+    assert "Exception ignored" not in capsys.readouterr().err

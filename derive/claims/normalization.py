@@ -122,7 +122,7 @@ def _bias(norm, what):
 
 def _scale(norm, what):
     per = {("channel-scale", "gn"): s[q, k], "channel-scale": s[c], "sample-scale": rs[n],
-           "position-scale": es[h], "group-scale": s[q]}
+           "position-scale": es[h], "group-scale": s[q], "scale": alpha}
     return per.get((what, norm), per.get(what))
 
 
@@ -139,6 +139,11 @@ def _domain(norm, value):
 #  expected verdict, what the practitioner should take away)
 INVARIANCES = {
     "bn": (
+        ("scale-eps0", "scale", "zero", "proved",
+         r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
+        ("scale", "scale", "positive", "refuted",
+         r"With $\epsilon > 0$ it does not: the output is that of $x$ at "
+         r"$\epsilon/\alpha^2$."),
         ("channel-bias", "channel-bias", "any", "proved",
          r"The bias $b_c$ is the same for every sample, so the batch mean takes it away: a "
          r"bias before BatchNorm is redundant, whatever $\epsilon$; $\beta$ does its job."),
@@ -156,6 +161,9 @@ INVARIANCES = {
          r"A scale $r_n$ that differs between samples changes the batch's shape."),
     ),
     "ln": (
+        ("scale-eps0", "scale", "zero", "proved",
+         r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
+        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
         ("channel-bias", "channel-bias", "any", "refuted",
          r"A per-feature bias varies along the channels LayerNorm averages over: it is not "
          r"redundant."),
@@ -171,6 +179,10 @@ INVARIANCES = {
          r"A per-feature scale changes the shape of each sample's features."),
     ),
     "in": (
+        ("shift", "shift", "any", "proved", r"A global shift is a per-channel bias."),
+        ("scale-eps0", "scale", "zero", "proved",
+         r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
+        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
         ("channel-bias", "channel-bias", "any", "proved",
          r"$b_c$ is constant over the positions of channel $c$."),
         ("sample-bias", "sample-bias", "any", "proved",
@@ -185,6 +197,10 @@ INVARIANCES = {
          r"A scale per position changes each channel's spatial pattern."),
     ),
     "gn": (
+        ("shift", "shift", "any", "proved", r"A global shift is a per-group bias."),
+        ("scale-eps0", "scale", "zero", "proved",
+         r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
+        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
         ("group-bias", "group-bias", "any", "proved",
          r"$b_q$ is constant over the channels of group $q$."),
         ("sample-bias", "sample-bias", "any", "proved",
@@ -199,6 +215,9 @@ INVARIANCES = {
          r"A per-channel scale varies within the group."),
     ),
     "rms": (
+        ("scale-eps0", "scale", "zero", "proved",
+         r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
+        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
         ("shift", "shift", "any", "refuted",
          r"RMSNorm does not center: a shift changes its output for every $\epsilon \ge 0$; "
          r"it removes no bias at all."),
@@ -434,4 +453,136 @@ def gradcheck_claims() -> list[Claim]:
 
 
 def claims() -> list[Claim]:
-    return invariance_claims() + backward_claims() + gradcheck_claims()
+    """Every claim of the report, in its order: sections E and F of the catalog, then the
+    refuted slips."""
+    from . import bn_second_order, family_mutants
+    return (invariance_claims() + backward_claims() + gradcheck_claims()
+            + bn_second_order.claims() + family_mutants.claims())
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def _cell(norm, what):
+    """The claims that decide the table's cell (``story.VerdictTable``): the statement for
+    every epsilon first, then the one at epsilon = 0."""
+    ids = {f"family.{norm}.{suffix}": kind for suffix, w, kind, _, _ in INVARIANCES[norm]
+           if w == what}
+    order = sorted(ids, key=lambda cid: ids[cid] == "zero")
+    return tuple((cid, r"\epsilon = 0" if ids[cid] == "zero" else "") for cid in order)
+
+
+def table():
+    from ..story import VerdictTable
+
+    rows = []
+    for norm in INVARIANCES:
+        rows.append((NORMS[norm][3], tuple(_cell(norm, what) for what, _, _ in TRANSFORMS)))
+    rows.append(("weight norm", tuple((("family.wn.scale", ""),) if what == "scale" else ()
+                                      for what, _, _ in TRANSFORMS)))
+    return VerdictTable(
+        caption=r"Each cell links to the claim that decides it.",
+        groups=((r"a bias added", 5), (r"a scale $> 0$ multiplied", 5)),
+        columns=tuple({"global": r"global"}.get(per, per.replace(" ", r"\\"))
+                      for _, _, per in TRANSFORMS),
+        rows=tuple(rows),
+        words=(("holds", r"\textcolor{proved}{\checkmark}",
+                r"removed: the output is unchanged, for every $\epsilon \ge 0$"),
+               ("conditional", r"\textcolor{undecided}{${condition}$}",
+                r"removed only at $\epsilon = 0$ (with $\epsilon > 0$ it changes the output)"),
+               ("fails", r"\textcolor{refuted}{$\times$}",
+                r"not removed: the output changes (refuted with a counterexample)"),
+               ("undecided", r"\textcolor{undecided}{?}", r"undecided")))
+
+
+TABLE_TEXT = r"""Every normalization subtracts a mean and divides by a standard deviation over some
+axes of its input, or (RMSNorm) divides by a root mean square without centering. A bias or a
+scale that is constant along those axes is a constant to the statistics, so it cancels; one
+that varies along them survives. The table says which transformation of the input each layer
+removes, with $x[n, c]$ ($n$ the sample, $c$ the channel), $x[n, c, h]$ for InstanceNorm ($h$ a
+spatial position) and $x[n, q, k]$ for GroupNorm ($q$ a group, $k$ a channel of it); every
+cell is a claim proved for every size of every axis, or refuted by an exact counterexample.
+Weight normalization acts on a weight vector $v$, not on activations: $w(\alpha v) = w(v)$ for
+$\alpha > 0$, and for $\alpha < 0$ the sign flips ({{claim:family.wn.negative-scale}})."""
+
+TAKEAWAYS = r"""\emph{What to take away.} A bias before BatchNorm, InstanceNorm or GroupNorm is
+redundant when it is shared along the reduced axes (per channel, per channel, per group):
+drop it and let $\beta$ do its job. A per-feature bias before LayerNorm is \emph{not}
+redundant ({{claim:family.ln.channel-bias}}), and RMSNorm, which does not center, removes no
+bias at all ({{claim:family.rms.shift}}); LayerNorm is exactly RMSNorm after centering
+({{claim:family.rms.centered-is-ln}}). Scale invariance holds only at $\epsilon = 0$: with
+$\epsilon > 0$ a scale $a$ acts as a change of $\epsilon$ to $\epsilon/a^2$."""
+
+
+def _abbreviations():
+    """How the double-backward claims print BatchNorm's statistics (as in the paper)."""
+    from . import bn_second_order as f
+    return ((f.mu, r"\mu_{\mathcal B}"), (f.var, r"\sigma^{2}_{\mathcal B}"), (f.s, "s"))
+
+
+def story():
+    from ..story import Section, Story
+    from . import bn_second_order, family_mutants
+
+    by_norm = {norm: tuple(f"family.{norm}.{suffix}" for suffix, *_ in rows)
+               for norm, rows in INVARIANCES.items()}
+    return Story(
+        name="normalization",
+        title=r"Beyond batch norm: which bias each normalization makes redundant, proved",
+        abstract=(r"BatchNorm, LayerNorm, InstanceNorm, GroupNorm, RMSNorm and weight "
+                  r"normalization on tensors with named axes of symbolic size: which "
+                  r"transformation of the input each removes, their backward passes, the "
+                  r"\texttt{ones\_like} gradient-check pitfall and BatchNorm's double "
+                  r"backward, each checked against PyTorch's and JAX's own operators."),
+        opening=(Section("Which transformation each normalization removes", TABLE_TEXT,
+                         table=table(), after=TAKEAWAYS),),
+        sections=(
+            Section("BatchNorm: per channel, over the batch",
+                    r"""$\operatorname{BN}(x)_{n,c} = (x_{n,c} - \mu_c)/\sqrt{\sigma_c^2 +
+\epsilon}$ with $\mu_c$, $\sigma_c^2$ the mean and (biased) variance of channel $c$ over the
+$N$ samples. At $\epsilon = 0$ each claim assumes the variance it divides by is $> 0$.""",
+                    by_norm["bn"]),
+            Section("LayerNorm and RMSNorm: per sample, over the channels",
+                    r"""$\operatorname{LN}(x)_{n,c} = (x_{n,c} - \mu_n)/\sqrt{\sigma_n^2 +
+\epsilon}$ over the $C$ channels of sample $n$; $\operatorname{RMS}(x)_{n,c} =
+x_{n,c}/\sqrt{\operatorname{mean}_c x_{n,c}^2 + \epsilon}$, without centering.""",
+                    by_norm["ln"] + by_norm["rms"] + ("family.rms.centered-is-ln",)),
+            Section("InstanceNorm and GroupNorm",
+                    r"""InstanceNorm normalizes $x[n, c, h]$ over the $H$ positions of each
+sample and channel; GroupNorm normalizes $x[n, q, k]$ over the $K$ channels of each sample
+and group (spatial positions behave like $k$).""",
+                    by_norm["in"] + by_norm["gn"]),
+            Section("Weight normalization",
+                    r"""$w = \gamma\, v/\lVert v\rVert$ reparametrizes a weight vector $v$ of
+$J$ entries [Salimans \& Kingma 2016].""",
+                    ("family.wn.scale", "family.wn.negative-scale")),
+            Section("Backward passes, as an implementer writes them",
+                    r"""$g = \partial\ell/\partial y$ is arbitrary, $\tilde g = \gamma\odot g$
+with a per-channel gain, $s$ the root each normalization divides by and $\hat x$ its
+output. Each formula is proved for symbolic sizes and checked against the framework's own
+operator's backward pass.""",
+                    ("family.bn.channels-independent", "family.ln.backward",
+                     "family.rms.backward", "family.in.backward", "family.gn.backward",
+                     "family.wn.backward-v", "family.wn.backward-gain",
+                     "family.wn.gradient-orthogonal")),
+            Section("The gradient-check pitfall",
+                    r"""A common test of a hand-written backward pass compares it with finite
+differences of $\operatorname{sum}(\operatorname{BN}(x))$, i.e.\ with \texttt{ones\_like}
+as the upstream gradient. For BatchNorm that test cannot fail: the sum does not depend on
+$x$.""",
+                    ("family.gradcheck-ones", "family.gradcheck-ones-ln-gain")),
+            Section("BatchNorm's double backward",
+                    bn_second_order.SECTION_TEXT,
+                    tuple(c.id for c in bn_second_order.claims())),
+            Section("Plausible mistakes, refuted",
+                    family_mutants.SECTION_TEXT,
+                    tuple(c.id for c in family_mutants.claims())),
+        ),
+        abbreviations=_abbreviations(),
+        references=(r"[BN] S. Ioffe, C. Szegedy. Batch Normalization: Accelerating Deep "
+                    r"Network Training by Reducing Internal Covariate Shift. ICML 2015.",
+                    r"[LN] J. L. Ba, J. R. Kiros, G. E. Hinton. Layer Normalization. 2016.",
+                    r"[GN] Y. Wu, K. He. Group Normalization. ECCV 2018.",
+                    r"[RMS] B. Zhang, R. Sennrich. Root Mean Square Layer Normalization. "
+                    r"NeurIPS 2019.",
+                    r"[WN] T. Salimans, D. P. Kingma. Weight Normalization. NeurIPS 2016."),
+    )

@@ -12,6 +12,15 @@ values side by side.  A claim over several axes (x[n, c]) draws a size for each 
 its smallest (``claim.minimums()``) to ``AXIS_MAX``, with at most ``AXES_BUDGET`` entries in
 a tensor along all of them; its failures name every axis's size.
 
+A claim that names its operator (``Claim.operator``: batch_norm, layer_norm, instance_norm,
+group_norm, rms_norm, weight_norm) has every normalization of that operator's form computed
+by that operator, and is checked even without a derivative: its first comparison is then
+the formula evaluated in the framework ("formula" where a gradient claim says "autograd").
+Such a claim also holds each side computed by the operator against the same side computed
+by the formula ("vs_formula"): the framework's own operator agrees with the verified
+formula, forward and, through a derivative, backward.  (Two sides computed by one faulty
+operator can agree with each other; only the formula shows the fault.)
+
 The frameworks are optional: a framework that is not installed adds no evidence (the
 certificate's ``libraries`` says so), and importing one is paid once per run.
 """
@@ -31,7 +40,7 @@ from ..core import Claim, Evidence, error_text, shown_pair
 from ..corroboration import attached_to
 from ..explicit import free_indices
 from .backends import PADDED_WIDTH, OperatorUndefined, backend
-from .program import Program, standardization
+from .program import Program, recognized, standardization
 
 FRAMEWORKS = ("torch", "jax")
 MAX_SIZE = PADDED_WIDTH
@@ -47,16 +56,38 @@ INSTALL = {"torch": "pip install 'derive[torch]' (CPU build: pip install torch "
                     "--index-url https://download.pytorch.org/whl/cpu)",
            "jax": "pip install 'derive[jax]'"}
 
-__all__ = ["FRAMEWORKS", "applies", "backend", "layer", "layers", "standardization"]
+__all__ = ["FRAMEWORKS", "applies", "backend", "first_comparison", "layer", "layers",
+           "standardization"]
 
 
 def _holds_statistics(claim: Claim) -> bool:
     return any(side.has(Held) for eq in claim.equations for side in (eq.lhs, eq.rhs))
 
 
-def applies(claim: Claim) -> bool:
-    """A gradient claim: one with a derivative in some equation."""
+def _has_grad(claim: Claim) -> bool:
     return any(side.has(Grad) for eq in claim.equations for side in (eq.lhs, eq.rhs))
+
+
+def applies(claim: Claim) -> bool:
+    """A gradient claim (one with a derivative in some equation), or a claim whose
+    normalizations the frameworks compute by the operator it names (``Claim.operator``):
+    a claim without a derivative is checked when some side has one of that form."""
+    if _has_grad(claim):
+        return True
+    return claim.operator is not None and any(
+        recognized(side, claim.operator) for eq in claim.equations for side in (eq.lhs, eq.rhs))
+
+
+def first_comparison(claim: Claim) -> str:
+    """What the first comparison computes: "autograd" (both sides as written, derivatives
+    by autograd), or "formula" for a claim checked for its operator alone (no derivative)."""
+    return "formula" if claim.operator is not None and not _has_grad(claim) else "autograd"
+
+
+def _side_pairs(operator, formula):
+    """[operator's side 0, formula's side 0, operator's side 1, ...]: each side's two
+    evaluations laid out as the two sides of an equation (``_pairs`` compares them)."""
+    return [v for pair in zip(operator, formula) for v in pair]
 
 
 def _several_axes(claim: Claim) -> bool:
@@ -82,15 +113,19 @@ class _Compiled:
         self.indices = []
         self.free_axes = []   # per equation, the axis of each free index (array order)
         formula, operator = [], []
+        # the claim's operator, or (none named) standardizations by batch_norm
+        operators = claim.operator or True
         for eq in claim.equations:
             indices = sorted(free_indices(eq.lhs, eq.rhs), key=lambda s: s.name)
             sides = [numeric.instantiate(side, choice) for side in (eq.lhs, eq.rhs)]
             formula += [Program(side, indices, claim.batch.size, xp) for side in sides]
-            operator += [Program(side, indices, claim.batch.size, xp, operators=True)
+            operator += [Program(side, indices, claim.batch.size, xp, operators=operators)
                          for side in sides]
             self.indices.append(len(indices))
             self.free_axes.append([s.axis for s in indices])
         has_operator = any(p.operator_nodes for p in operator)
+        # a named operator is also held against the formula, side by side
+        self.vs_formula = has_operator and claim.operator is not None
         self.several = _several_axes(claim)
         if self.several:
             self._build_axes(claim, xp, choice, formula, operator if has_operator else [])
@@ -139,7 +174,8 @@ class _Compiled:
                 except OperatorUndefined:
                     values = values + [None] * len(operator)
             used = values[split + len(domain):]
-            return (values[:split], None if None in used else used,
+            refused = any(v is None for v in used)   # (``in`` would compare arrays)
+            return (values[:split], None if refused else used,
                     values[split:split + len(domain)])
         self.evaluate = evaluate
 
@@ -190,6 +226,10 @@ class _Run:
         self.tolerance = TOLERANCE[xp.dtype]
         self.formula = {"instances": 0, "max_error": 0.0}
         self.operator = {"instances": 0, "max_error": 0.0, "undefined": 0}
+        self.vs_formula = {"instances": 0, "max_error": 0.0}
+        self.first = first_comparison(claim)   # "autograd" or "formula"
+        self.stats = {self.first: self.formula, "operator": self.operator,
+                      "vs_formula": self.vs_formula}
         self.first_failure: numeric.Instance | None = None
         self.seconds = 0.0   # spent evaluating in this framework
 
@@ -210,21 +250,33 @@ class _Run:
             if not all(np.all(np.real(d(ctx)) > numeric.DOMAIN_MARGIN) for d in c.domain):
                 return []
         found = []
-        err = _error(_pairs(c.formula(inst.size, samples, inst.params), c.indices, inst.size))
+        formula = c.formula(inst.size, samples, inst.params)
+        err = _error(_pairs(formula, c.indices, inst.size))
         if math.isnan(err[0]):
             return []
-        found.append(("autograd", *err))
+        found.append((self.first, *err))
         if c.operator is not None:
             try:
-                err = _error(_pairs(c.operator(inst.size, samples, inst.params), c.indices,
-                                    inst.size))
+                operator = c.operator(inst.size, samples, inst.params)
+                err = _error(_pairs(operator, c.indices, inst.size))
             except OperatorUndefined:
-                err = None
+                operator = err = None
             if err is not None and not math.isnan(err[0]):
                 found.append(("operator", *err))
+                if c.vs_formula:
+                    counts = [n for n in c.indices for _ in (0, 1)]   # each side's indices
+                    found += self._vs_formula(
+                        _pairs(_side_pairs(operator, formula), counts, inst.size))
             else:
                 self.operator["undefined"] += 1
         return found
+
+    @staticmethod
+    def _vs_formula(pairs):
+        """[("vs_formula", error, operator's value, formula's)], or [] where no entry of
+        any side is defined."""
+        err = _error(pairs)
+        return [] if math.isnan(err[0]) else [("vs_formula", *err)]
 
     def _compare_axes(self, c: _Compiled, inst):
         sizes = inst.all_sizes(self.claim)
@@ -240,12 +292,16 @@ class _Run:
         err = _error(_pairs_axes(formula, c.free_axes, sizes))
         if math.isnan(err[0]):
             return []
-        found.append(("autograd", *err))
+        found.append((self.first, *err))
         if c.has_operator:
             err = None if operator is None else _error(_pairs_axes(operator, c.free_axes,
                                                                    sizes))
             if err is not None and not math.isnan(err[0]):
                 found.append(("operator", *err))
+                if c.vs_formula:
+                    axes = [a for a in c.free_axes for _ in (0, 1)]   # each side's axes
+                    found += self._vs_formula(
+                        _pairs_axes(_side_pairs(operator, formula), axes, sizes))
             else:
                 self.operator["undefined"] += 1
         return found
@@ -258,7 +314,7 @@ class _Run:
         if not found:
             return math.nan
         for kind, err, _, _ in found:
-            stats = self.formula if kind == "autograd" else self.operator
+            stats = self.stats[kind]
             stats["instances"] += 1
             if err <= self.tolerance:
                 stats["max_error"] = max(stats["max_error"], err)
@@ -305,6 +361,7 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
                        for c in run.cache.values())
     several = _several_axes(claim)
     limits = axis_limits(claim) if several else {}
+    first, operator_name = run.first, xp.operator_name(claim.operator)
     details = {
         "framework": name, "version": xp.version, "dtype": xp.dtype,
         "tolerance": run.tolerance,
@@ -312,19 +369,23 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
         "instances": count, "max_error": run.formula["max_error"],
         "checks": f"{count} instances", "failures": int(run.first_failure is not None),
         "error": "|left - right| / (1 + max(|left|, |right|))",
-        "autograd": {"instances": run.formula["instances"],
-                     "max_error": run.formula["max_error"],
-                     "held_statistics": (("detach()" if name == "torch" else "stop_gradient")
-                                         if _holds_statistics(claim) else None)},
+        first: {"instances": run.formula["instances"],
+                "max_error": run.formula["max_error"],
+                "held_statistics": (("detach()" if name == "torch" else "stop_gradient")
+                                    if _holds_statistics(claim) else None)},
     }
     if several:
         details["axes"] = {sp.sstr(a): list(r) for a, r in limits.items()}
         details["entries"] = AXES_BUDGET
+    checks_operator = any_operator and claim.operator is not None
     if any_operator:
-        details["operator"] = {"name": xp.operator, "instances": run.operator["instances"],
+        details["operator"] = {"name": operator_name, "instances": run.operator["instances"],
                                "max_error": run.operator["max_error"],
                                "not_defined": run.operator["undefined"]}
         details["max_error"] = max(run.formula["max_error"], run.operator["max_error"])
+    if checks_operator:   # each side by the operator against the same side by the formula
+        details["operator"]["vs_formula"] = dict(run.vs_formula)
+        details["max_error"] = max(details["max_error"], run.vs_formula["max_error"])
     # the claim's own checks in this framework (a kernel built from the formula, an
     # implementation against the framework's), each under its key, in the claim's order
     attached = attached_to(claim, name)
@@ -345,13 +406,17 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
                   + f" (at most {AXES_BUDGET} entries)" if several
                   else f"N = {claim.min_size}..{MAX_SIZE}")
         summary = (f"{run.formula['instances']} Hypothesis instances, {ranges}, float64: "
-                   f"autograd max error {error_text(run.formula['max_error'])}")
+                   f"{first} max error {error_text(run.formula['max_error'])}")
         if any_operator:
             undefined = run.operator["undefined"]
-            summary += (f", {xp.operator} max error {error_text(run.operator['max_error'])} "
+            summary += (f", {operator_name} max error "
+                        f"{error_text(run.operator['max_error'])} "
                         f"({run.operator['instances']} instances"
-                        + (f"; it refuses the other {undefined}, at N = 1 or epsilon = 0"
-                           if undefined else "") + ")")
+                        + (f"; it refuses the other {undefined}, "
+                           f"{xp.refusal(claim.operator)}" if undefined else "")
+                        + (f"; against the formula, side by side, max error "
+                           f"{error_text(run.vs_formula['max_error'])}"
+                           if checks_operator else "") + ")")
         summary += f"; tolerance {run.tolerance:.0e}"
         summary += "".join(c.note(details[c.key]) for c in attached if c.note is not None)
         return done(summary, True)
@@ -365,7 +430,10 @@ def _evidence(claim, run: _Run, count: int, shrunk, seconds: float) -> Evidence:
     left, right = shown_pair(left, right)
     details["failure"] = {"instance": numeric.instance_json(shrunk), "comparison": kind,
                           "left": left, "right": right, "error": err}
-    via = "autograd" if kind == "autograd" else xp.operator
+    via = {"operator": operator_name,
+           "vs_formula": f"{operator_name} against the formula"}.get(kind, kind)
+    # against the formula, the two values are one side's, by the operator and by the formula
+    names = ("operator", "formula") if kind == "vs_formula" else ("left", "right")
     return done(f"{name} {xp.version} ({via}, float64) disagrees: at "
-                f"{numeric.sizes_phrase(claim, shrunk)} ({how}), left = {left:g}, "
-                f"right = {right:g}, error {err:.2g} > {run.tolerance:.0e}", False)
+                f"{numeric.sizes_phrase(claim, shrunk)} ({how}), {names[0]} = {left:g}, "
+                f"{names[1]} = {right:g}, error {err:.2g} > {run.tolerance:.0e}", False)

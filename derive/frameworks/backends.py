@@ -9,6 +9,14 @@ serves every batch size (a claim over several axes: every axis padded to its own
 masked on its own).  A derivative of a derivative is double backward in PyTorch
 (``create_graph=True``) and ``jax.jacfwd`` over ``jax.jacrev`` in JAX.  The batch-norm operator is ``torch.nn.functional.batch_norm`` in
 training mode and ``jax.nn.standardize``, both without running statistics.
+
+A claim that names its operator (``Claim.operator``) has each normalization computed by that
+operator: in PyTorch ``layer_norm``, ``instance_norm``, ``group_norm``, ``rms_norm`` (all in
+``torch.nn.functional``) or the parametrization ``weight_norm`` installs; in JAX
+``jax.nn.standardize`` for every centered one, and plain ``jax.numpy`` where ``jax.nn`` has
+no such operator (RMSNorm, weight normalization), as its name in the evidence says.  Every
+normalization runs over one array axis; the other axes are independent groups, laid out as
+each operator expects them (``standardize``).
 """
 
 from __future__ import annotations
@@ -38,12 +46,25 @@ class OperatorUndefined(Exception):
     """The framework's operator refuses this input (PyTorch: one sample in training mode)."""
 
 
+def _refusal(operator) -> str:
+    """Where an operator refuses its input, as the evidence's summary says it."""
+    if operator in ("instance_norm", "group_norm"):   # training mode: more than one value
+        return "with one entry to normalize"
+    return "at N = 1 or epsilon = 0"
+
+
 class TorchBackend:
     name = "torch"
     dtype = "float64"
     operator = "torch.nn.functional.batch_norm(training=True)"
     operator_min_size = 2   # batch_norm in training mode needs more than one value per channel
     compiles = False        # eager: each evaluation runs op by op
+    OPERATORS = {"batch_norm": operator,
+                 "layer_norm": "torch.nn.functional.layer_norm",
+                 "instance_norm": "torch.nn.functional.instance_norm",
+                 "group_norm": "torch.nn.functional.group_norm",
+                 "rms_norm": "torch.nn.functional.rms_norm",
+                 "weight_norm": "torch.nn.utils.parametrizations.weight_norm"}
 
     def __init__(self):
         import torch
@@ -140,7 +161,35 @@ class TorchBackend:
             return torch.zeros(shape, dtype=self.float)
         return torch.stack(rows).reshape(shape) if len(rows) > 1 else rows[0].reshape(shape)
 
-    def standardize(self, values, axis, eps, size, width, mask):
+    def operator_name(self, operator=None) -> str:
+        """The operator a claim's normalizations are computed by (None: batch_norm)."""
+        return self.OPERATORS[operator or "batch_norm"]
+
+    def refusal(self, operator=None) -> str:
+        return _refusal(operator)
+
+    def standardize(self, values, axis, eps, size, width, mask, operator=None):
+        """``values`` normalized along the array axis ``axis`` by ``operator`` (None:
+        batch_norm), every other array axis an independent group."""
+        operator = operator or "batch_norm"
+        if operator == "batch_norm":
+            return self._batch_norm(values, axis, eps, size)
+        name = self.operator_name(operator)
+        eps = self.asarray(eps)
+        if eps.requires_grad:
+            raise Unsupported(f"{name} takes epsilon as a number, not a variable")
+        # the others take epsilon = 0 (a claim at epsilon = 0 is checkable by them); each
+        # normalizes along the last axis of its input, the groups before it
+        x = self.torch.movedim(values, axis, -1)
+        shape, groups = x.shape, int(np.prod(x.shape[:-1]))
+        try:
+            y = getattr(self, "_" + operator)(x, shape[-1], groups, float(eps))
+        except ValueError as err:   # training mode: more than one value per statistic
+            raise OperatorUndefined(f"{name}: {err}") from None
+        return self.torch.movedim(y.reshape(shape), -1, axis)
+
+    def _batch_norm(self, values, axis, eps, size):
+        """Training mode, no running statistics: each column of (the axis, the rest)."""
         if size < self.operator_min_size:
             raise OperatorUndefined(f"{self.operator} needs a batch of 2 or more")
         eps = self.asarray(eps)
@@ -153,6 +202,41 @@ class TorchBackend:
         y = self.F.batch_norm(x.reshape(shape[0], -1), None, None, training=True,
                               eps=float(eps))
         return self.torch.movedim(y.reshape(shape), 0, axis)
+
+    def _layer_norm(self, x, width, groups, eps):
+        """normalized_shape = the last axis: one statistic per group."""
+        return self.F.layer_norm(x, (width,), eps=eps)
+
+    def _instance_norm(self, x, width, groups, eps):
+        """One sample, a channel per group, the normalized axis as its positions."""
+        return self.F.instance_norm(x.reshape(1, groups, width), eps=eps)
+
+    def _group_norm(self, x, width, groups, eps):
+        """One sample of groups x width channels in ``groups`` groups: each group's
+        channels are one group's entries (the group is the contiguous run of width)."""
+        return self.F.group_norm(x.reshape(1, groups * width), groups, eps=eps)
+
+    def _rms_norm(self, x, width, groups, eps):
+        return self.F.rms_norm(x, (width,), eps=eps)
+
+    def _weight_norm(self, x, width, groups, eps):
+        """The parametrization ``weight_norm`` installs on a weight of (groups, width) --
+        one output row per group, its norm over the row (dim = 0) -- evaluated at g = 1 and
+        v = the values, so autograd runs through the module PyTorch's layers use."""
+        v = x.reshape(groups, width)
+        g = self.torch.ones((groups, 1), dtype=self.float)
+        return self._weight_norm_module(groups, width)(g, v)
+
+    def _weight_norm_module(self, groups, width):
+        """The ``_WeightNorm`` module of an ``nn.Linear(width, groups)`` under
+        ``weight_norm``, one per shape (it keeps no state but its dim)."""
+        cache = self.__dict__.setdefault("_weight_norms", {})
+        if (groups, width) not in cache:
+            from torch.nn.utils.parametrizations import weight_norm
+            layer = weight_norm(self.torch.nn.Linear(width, groups, bias=False,
+                                                     dtype=self.float))
+            cache[groups, width] = layer.parametrizations.weight[0]
+        return cache[groups, width]
 
     # -- running a claim ---------------------------------------------------------------------
     def runner(self, programs, widths=None, layout=None):
@@ -192,6 +276,9 @@ class JaxBackend:
     operator = "jax.nn.standardize"
     operator_min_size = 1
     compiles = True         # each claim is compiled once (jax.jit)
+    # jax.nn standardizes (every centered normalization); the rest are written in jax.numpy
+    OPERATORS = {"rms_norm": "jax.numpy (jax.nn has no RMSNorm)",
+                 "weight_norm": "jax.numpy (jax.nn has no weight normalization)"}
 
     def __init__(self):
         # Compiling is most of JAX's cost here and the programs are small: skip XLA's
@@ -267,12 +354,29 @@ class JaxBackend:
         function of the outer one's variable (``create_graph`` is PyTorch's concern)."""
         return (self.jax.jacfwd if outer else self.jax.jacrev)(f)(self.asarray(value))
 
-    def standardize(self, values, axis, eps, size, width, mask):
-        if mask is None:
+    def operator_name(self, operator=None) -> str:
+        """The operator a claim's normalizations are computed by (None: batch_norm)."""
+        return self.OPERATORS.get(operator, self.operator)
+
+    def refusal(self, operator=None) -> str:
+        return _refusal(operator)
+
+    def standardize(self, values, axis, eps, size, width, mask, operator=None):
+        """``values`` normalized along the array axis ``axis``; the padded entries (``mask``
+        False) take no part in any statistic."""
+        where = None
+        if mask is not None:
+            shape = [1] * values.ndim
+            shape[axis] = width
+            where = self.jnp.broadcast_to(self.jnp.reshape(mask, shape), values.shape)
+        if operator in ("rms_norm", "weight_norm"):
+            squares = values ** 2 if where is None else self.jnp.where(where, values ** 2, 0.0)
+            total = self.jnp.sum(squares, axis=axis, keepdims=True)
+            if operator == "rms_norm":
+                return values * (total / size + eps) ** -0.5
+            return values * total ** -0.5
+        if where is None:
             return self.jax.nn.standardize(values, axis=axis, epsilon=eps)
-        shape = [1] * values.ndim
-        shape[axis] = width
-        where = self.jnp.broadcast_to(self.jnp.reshape(mask, shape), values.shape)
         return self.jax.nn.standardize(values, axis=axis, epsilon=eps, where=where)
 
     def runner(self, programs, widths=None, layout=None):

@@ -14,7 +14,11 @@ them runs the same computation a user would write in that framework:
   whole sample tensor, whose gradient is laid along its indices' axes; a derivative of a
   derivative differentiates the inner one's differentiable result (double backward);
 * optionally (``operators=True``) every standardization ``(v - mean v)/sqrt(var v + eps)``
-  is computed by the framework's own batch-norm operator instead of by its formula.
+  is computed by the framework's own batch-norm operator instead of by its formula; with
+  ``operators=`` an operator's name (``Claim.operator``), every normalization of the form
+  that operator computes, by that operator: a standardization by batch_norm, layer_norm,
+  instance_norm or group_norm, ``v (mean v^2 + eps)^(-1/2)`` by rms_norm,
+  ``v (sum v^2)^(-1/2)`` by weight_norm (``FORMS``).
 
 Backends that compile (JAX) evaluate on batches padded to a fixed width: ``ctx.mask`` marks
 the real samples, reductions ignore the rest, and padded entries repeat real ones so that
@@ -25,12 +29,13 @@ width and has its own mask (``Context.axes``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import combinations
 
 import sympy as sp
 
 from ..axes import AxisError, axes_of, index_axis
-from ..calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex
-from ..core import Unsupported
+from ..calculus import BOUND_INDICES, BatchSum, Grad, Held, Mean, SampleIndex, is_reduction
+from ..core import OPERATORS, Unsupported
 from ..text import text
 from ..interpret import Interpreter
 
@@ -38,6 +43,13 @@ from ..interpret import Interpreter
 _FUNCTIONS = {sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan",
               sp.tanh: "tanh", sp.sinh: "sinh", sp.cosh: "cosh", sp.atan: "arctan",
               sp.Abs: "abs", sp.sign: "sign"}
+
+
+# the form of expression each operator computes: what the compiler hands to it
+FORMS = {"batch_norm": "standardize", "layer_norm": "standardize",
+         "instance_norm": "standardize", "group_norm": "standardize", "rms_norm": "rms",
+         "weight_norm": "l2"}
+assert set(FORMS) == set(OPERATORS)
 
 
 @dataclass(frozen=True)
@@ -64,10 +76,13 @@ class Context:
         return replace(self, params={**self.params, symbol: value})
 
 
-def standardization(e: sp.Expr):
+def standardization(e: sp.Expr, any_index: bool = False):
     """``(value, index, eps, coefficient)`` when ``e`` is ``coefficient`` times the
     standardization ``(v_i - mean v)/sqrt(mean (v - mean v)^2 + eps)`` of a sample expression
-    ``v_i`` with one free index; else None.
+    ``v_i`` with one free index; else None.  With ``any_index``, ``v`` may have other indices
+    too (a tensor entry x[n, c] standardized over c): ``index`` is the one its mean runs over.
+    (Without it, as the batch-norm operator has always been applied: a claim that names no
+    operator keeps the evidence it had.)
 
     Recognized by rebuilding the candidate from its parts and comparing: bound indices are
     canonical, so the same standardization is the same expression wherever it occurs.
@@ -80,33 +95,145 @@ def standardization(e: sp.Expr):
         for centered in e.args:
             if not centered.is_Add:
                 continue
-            found = _centered_pair(centered, root)
+            found = _centered_pair(centered, root, any_index)
             if found is not None:
                 coefficient = sp.Mul(*[a for a in e.args if a is not root and a is not centered])
                 return (*found, coefficient)
     return None
 
 
-def _centered_pair(centered, root):
+def _centered_pair(centered, root, any_index=False):
     for term in centered.args:
         mean = -term
         if not isinstance(mean, Mean):
             continue
         value = centered + mean
-        # the sample index: free, or bound by an enclosing reduction (a loss's sum)
-        indices = {s for s in value.free_symbols
-                   if isinstance(s, SampleIndex) or s in BOUND_INDICES}
-        if len(indices) != 1:
+        indices = _sample_indices([value])
+        if len(indices) != 1 and not any_index:
             continue
-        index = next(iter(indices))
-        mu = Mean(value, index, mean.size)
-        var = Mean((value - mu) ** 2, index, mean.size)
-        eps = root.base - var
-        if index in eps.free_symbols or eps.has(Mean, Held, Grad):
-            continue
-        if value - mu == centered and var + eps == root.base:
-            return value, index, eps
+        for index in indices:
+            try:
+                mu = Mean(value, index, mean.size)
+            except ValueError:   # an index of another axis
+                continue
+            var = Mean((value - mu) ** 2, index, mean.size)
+            eps = root.base - var
+            if index in eps.free_symbols or eps.has(Mean, Held, Grad):
+                continue
+            if value - mu == centered and var + eps == root.base:
+                return value, index, eps
     return None
+
+
+def _sample_indices(exprs) -> list:
+    """The sample indices of ``exprs`` -- free, or bound by an enclosing reduction (a loss's
+    sum) -- in a fixed order."""
+    return sorted({s for e in exprs for s in e.free_symbols
+                   if isinstance(s, SampleIndex) or s in BOUND_INDICES},
+                  key=lambda s: (s.name, str(getattr(s, "axis", ""))))
+
+
+def rms_normalization(e: sp.Expr):
+    """``(value, index, eps, coefficient)`` when ``e`` is ``coefficient`` times RMSNorm's
+    scaling ``v_i (mean v^2 + eps)^(-1/2)`` of a sample expression ``v_i`` (no centering);
+    else None.  Recognized, as ``standardization``, by rebuilding the statistic from the
+    candidate and comparing."""
+    return _scaled(e, Mean, epsilon=True)
+
+
+def weight_normalization(e: sp.Expr):
+    """``(value, index, 0, coefficient)`` when ``e`` is ``coefficient`` times weight
+    normalization's ``v_i (sum v^2)^(-1/2)`` (its g = 1; there is no epsilon); else None."""
+    return _scaled(e, BatchSum, epsilon=False)
+
+
+def _scaled(e, reduction, epsilon):
+    """``v_i (R v^2 + eps)^(-1/2)`` for the reduction ``R`` (eps = 0 unless ``epsilon``)."""
+    if not e.is_Mul:
+        return None
+    for k, root in enumerate(e.args):
+        if not (root.is_Pow and root.exp == sp.Rational(-1, 2)):
+            continue
+        rest = e.args[:k] + e.args[k + 1:]
+        for statistic in sp.Add.make_args(root.base):
+            if type(statistic) is not reduction:
+                continue
+            eps = root.base - statistic
+            if eps.has(Mean, BatchSum, Held, Grad) or not (epsilon or eps == 0):
+                continue
+            found = _scaled_value(rest, statistic, eps)
+            if found is not None:
+                return found
+    return None
+
+
+def _scaled_value(factors, statistic, eps):
+    """The factors whose product ``v_i`` has ``statistic`` = R v^2 (largest first: alpha v
+    before v, since (alpha v)^2 expands to alpha^2 v^2), with the index and the rest."""
+    positions = range(len(factors))
+    for index in _sample_indices(factors):
+        if index in eps.free_symbols:
+            continue
+        for count in range(len(factors), 0, -1):
+            for chosen in combinations(positions, count):
+                value = sp.Mul(*[factors[p] for p in chosen])
+                if index not in value.free_symbols:
+                    continue
+                try:
+                    rebuilt = type(statistic)(value ** 2, index, statistic.size)
+                except ValueError:   # an index of another axis
+                    continue
+                if rebuilt == statistic:
+                    rest = sp.Mul(*[factors[p] for p in positions if p not in chosen])
+                    return value, index, eps, rest
+    return None
+
+
+_RECOGNIZERS = {"standardize": lambda e: standardization(e, any_index=True),
+                "rms": rms_normalization, "l2": weight_normalization}
+
+
+def normalization(e: sp.Expr, operator: str | None):
+    """``(form, value, index, eps, coefficient)`` when ``e`` is a normalization of the form
+    ``operator`` computes (``FORMS``); else None.  ``operator`` None: a standardization of a
+    value with one index, the batch-norm operator's (a claim that names no operator)."""
+    if operator is None:
+        found = standardization(e)
+        return None if found is None else ("standardize", *found)
+    form = FORMS[operator]
+    found = _RECOGNIZERS[form](e)
+    return None if found is None else (form, *found)
+
+
+def _statistic(form, value, index, axis):
+    """The reduction a normalization of ``form`` computes over ``axis``."""
+    if form == "standardize":
+        return Mean(value, index, axis)
+    return (Mean if form == "rms" else BatchSum)(value ** 2, index, axis)
+
+
+def runs_along(e, found, scope) -> bool:
+    """The normalization runs over its index's own axis: the operator normalizes along one
+    array axis, and a statistic over another axis is not its computation."""
+    form, value, index = found[:3]
+    try:
+        axis = index_axis(index, scope)
+    except AxisError:
+        return False
+    return axis is not None and e.has(_statistic(form, value, index, axis))
+
+
+def recognized(expr: sp.Expr, operator: str, scope=None) -> bool:
+    """Whether ``Program(expr, ..., operators=operator)`` computes some node of ``expr`` by
+    the operator (outside derivatives; inside one, an epsilon it varies keeps the formula)."""
+    scope = scope or {}
+    if is_reduction(expr):
+        scope = {**scope, expr.index: expr.size}
+    elif expr.is_Mul:
+        found = normalization(expr, operator)
+        if found is not None and runs_along(expr, found, scope):
+            return True
+    return any(recognized(a, operator, scope) for a in expr.args)
 
 
 class Program(Interpreter):
@@ -128,6 +255,8 @@ class Program(Interpreter):
         return self.xp.name
 
     def __init__(self, expr: sp.Expr, indices, size_symbol, backend, operators=False):
+        # operators: False (every node by its formula), True (standardizations by the
+        # batch-norm operator) or an operator's name (``Claim.operator``; ``FORMS``)
         expr = sp.sympify(expr)
         self.axes = {s: n for n, s in enumerate(indices)}
         self.axes.update({j: len(indices) + d for d, j in enumerate(BOUND_INDICES)})
@@ -136,8 +265,13 @@ class Program(Interpreter):
         # every axis the expression names (its reductions' sizes, its indices' axes)
         self.axis_symbols = set(axes_of(expr)) | {size_symbol}
         self.xp = backend
-        self.operators = operators
-        self.operator_nodes = 0   # standardizations computed by the framework's operator
+        self.operators = "batch_norm" if operators is True else (operators or None)
+        if self.operators is not None and self.operators not in FORMS:
+            raise Unsupported(f"no operator called {self.operators!r}")
+        # operators=True recognizes what it always has (a value of one index); a named
+        # operator, a value of several indices too (``standardization``'s any_index)
+        self._recognize = None if operators is True else self.operators
+        self.operator_nodes = 0   # normalizations computed by the framework's operator
         self._varying = []        # the variables of the derivatives being compiled
         self.fn = self.visit(expr, {}, 0)
 
@@ -229,7 +363,7 @@ class Program(Interpreter):
 
     def _eval_Mul(self, e, scope, depth):
         if self.operators:
-            found = standardization(e)
+            found = normalization(e, self._recognize)
             if found is not None and self._operator_applies(e, found, scope):
                 return self._operator(*found, scope, depth)
         args = self._arguments(e, scope, depth)
@@ -367,35 +501,31 @@ class Program(Interpreter):
         return self.xp.reshape(v, [1] * self.ndim) if v.ndim == 0 else v
 
     def _operator_applies(self, e, found, scope):
-        """The standardization runs over its index's own axis (the operator normalizes along
-        one array axis; a mean over another axis is not its computation), and its epsilon is
-        not a variable some enclosing derivative differentiates by (the operators take
-        epsilon as a number)."""
-        value, index, eps = found[0], found[1], found[2]
+        """The normalization runs over its index's own axis (``runs_along``), and its
+        epsilon is not a variable some enclosing derivative differentiates by (the operators
+        take epsilon as a number)."""
+        eps = found[3]
         if eps.free_symbols & set(self._varying):
             return False
-        try:
-            axis = index_axis(index, scope)
-        except AxisError:
-            return False
-        return axis is not None and e.has(Mean(value, index, axis))
+        return runs_along(e, found, scope)
 
-    def _operator(self, value, index, eps, coefficient, scope, depth):
-        xp = self.xp
+    def _operator(self, form, value, index, eps, coefficient, scope, depth):
+        xp, operator = self.xp, self.operators
         self.operator_nodes += 1
         v, e = self.visit(value, scope, depth), self.visit(eps, scope, depth)
         axis, along = self._placed(index, scope)
         scale = self.visit(coefficient, scope, depth)
 
-        def operator(ctx):
+        def compute(ctx):
             values = self._full(v(ctx))
             size, width, mask = self._dim(ctx, along)
             if values.shape[axis] == 1:   # the same value for every sample
                 shape = list(values.shape)
                 shape[axis] = width
                 values = xp.broadcast_to(values, shape)
-            return scale(ctx) * xp.standardize(values, axis, e(ctx), size, width, mask)
-        return operator
+            return scale(ctx) * xp.standardize(values, axis, e(ctx), size, width, mask,
+                                               operator=operator)
+        return compute
 
 
 def _fold(op, values):

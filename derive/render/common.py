@@ -8,7 +8,9 @@ from importlib import metadata
 import sympy as sp
 
 from ..core import PROVED, REFUTED, Result
-from ..story import Section, Story  # noqa: F401  (re-exported for the renderers)
+from ..story import Section, Story, VerdictTable  # noqa: F401  (re-exported for the renderers)
+
+HOLDS, CONDITIONAL, FAILS, UNDECIDED = "holds", "conditional", "fails", "undecided"
 
 
 def proved_from(result: Result) -> dict:
@@ -37,6 +39,21 @@ def verdict_phrase(result: Result) -> str:
     if v.status == REFUTED:
         return f"REFUTED at {sizes_phrase(failing_sizes(result))}"
     return "UNDECIDED"
+
+
+def cell_verdict(cell, by_id) -> tuple[str, str, str]:
+    """(state, the condition it holds under or "", the id of the claim that decides it) for
+    one cell of a ``VerdictTable``: its claims are tried most general first.  The first proved
+    claim decides it ("holds", or "conditional" when it adds a condition such as epsilon = 0); a
+    cell whose claims are all refuted "fails" by the last, most special of them (refuted even
+    under every condition); anything undecided on the way leaves the cell undecided."""
+    for n, (cid, condition) in enumerate(cell):
+        status = by_id[cid].verdict.status
+        if status == PROVED:
+            return (CONDITIONAL if condition else HOLDS), condition, cid
+        if status != REFUTED:
+            return UNDECIDED, "", cid
+    return FAILS, "", cell[-1][0]
 
 
 def evidence_rows(result: Result):

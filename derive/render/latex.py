@@ -16,8 +16,8 @@ from sympy.printing.latex import LatexPrinter
 from ..calculus import BatchSum, Grad, Held, Mean
 from ..core import PROVED, REFUTED, Result, all_assumptions, error_bound
 from ..rules import RULES
-from .common import (Story, failing_sizes, implementation_check, library_versions, proved_from,
-                     sizes_phrase)
+from .common import (Story, cell_verdict, failing_sizes, implementation_check, library_versions,
+                     proved_from, sizes_phrase)
 
 
 class BatchLatexPrinter(LatexPrinter):
@@ -653,6 +653,40 @@ def _implementation_tex(result) -> str:
     return "\n".join(lines)
 
 
+def verdict_table_tex(table, by_id) -> str:
+    """A ``VerdictTable`` as a tabular: each cell the word for its state (``cell_verdict``),
+    linked to the claim that decides it, and the legend below."""
+    words = {state: word for state, word, _ in table.words}
+    width = len(table.columns)
+    lines = [r"\begin{center}\small", rf"\begin{{tabular}}{{@{{}}l*{{{width}}}{{c}}@{{}}}}",
+             r"\toprule"]
+    if table.groups:
+        lines.append(" & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{head}}}"
+                                        for head, n in table.groups) + r" \\")
+        start, rules = 2, []
+        for _, n in table.groups:
+            rules.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
+            start += n
+        lines.append("".join(rules))
+    lines.append(" & " + " & ".join(rf"\shortstack{{{c}}}" for c in table.columns)
+                 + r" \\ \midrule")
+    for head, cells in table.rows:
+        shown = []
+        for cell in cells:
+            if not cell:
+                shown.append("")
+                continue
+            state, condition, cid = cell_verdict(cell, by_id)
+            word = words.get(state, state).replace("{condition}", condition)
+            shown.append(rf"\hyperref[claim:{cid}]{{{word}}}")
+        lines.append(head + " & " + " & ".join(shown) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{center}"]
+    legend = "; ".join(rf"{word.replace('{condition}', table.first_condition())} {text}"
+                       for _, word, text in table.words)
+    lines.append(r"{\small " + table.caption + " " + legend + ".}")
+    return "\n".join(lines)
+
+
 def cite_claims(text: str, by_id) -> str:
     """Each {{claim:ID}} in story prose as the claim's verdict, linked to the claim; each
     {{implementation:ID}} as the table of that claim's implementation check."""
@@ -682,6 +716,8 @@ def _document(story: Story, results: list[Result], settings, timings: bool) -> s
 
     def section_tex(section):
         out = [rf"\section{{{section.title}}}", cite_claims(section.text, by_id)]
+        if section.table is not None:
+            out.append(verdict_table_tex(section.table, by_id))
         for cid in section.claims:
             out.append(claim_tex(by_id[cid], settings))
             out += [_figure_tex(name, caption) for name, caption, claim in section.figures

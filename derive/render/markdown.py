@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from ..core import Result, all_assumptions
-from .common import (evidence_rows, failing_sizes, implementation_check, sizes_phrase,
-                     verdict_phrase)
+from .common import (cell_verdict, evidence_rows, failing_sizes, implementation_check,
+                     sizes_phrase, verdict_phrase)
 from .latex import equation_tex, tex, value_tex
 
 _INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
@@ -83,6 +83,37 @@ def _figures(section, claim=None, skip=()):
     return out
 
 
+def _math(latex_text: str) -> str:
+    """A LaTeX word or header as Markdown: line breaks of a stacked header become spaces."""
+    return prose(latex_text.replace(r"\\", " ").replace(r"\checkmark", "✓")
+                 .replace(r"\times", "✗"))
+
+
+def verdict_table_md(table, by_id) -> list[str]:
+    """A ``VerdictTable`` as a Markdown table, group headers folded into the column headers,
+    each cell its word and the claim that decides it; the legend below."""
+    words = {state: word for state, word, _ in table.words}
+    heads = []
+    for head, count in table.groups or ((None, len(table.columns)),):
+        heads += [head] * count
+    columns = [f"{_math(h)}: {_math(c)}" if h else _math(c)
+               for h, c in zip(heads, table.columns)]
+    out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for head, cells in table.rows:
+        shown = []
+        for cell in cells:
+            if not cell:
+                shown.append("")
+                continue
+            state, condition, cid = cell_verdict(cell, by_id)
+            shown.append(_math(words.get(state, state).replace("{condition}", condition)))
+        out.append(f"| {_math(head)} | " + " | ".join(shown) + " |")
+    legend = "; ".join(f"{_math(word.replace('{condition}', table.first_condition()))} "
+                       f"{prose(text)}"
+                       for _, word, text in table.words)
+    return out + ["", f"{prose(table.caption)} {legend}.", ""]
+
+
 def document(story, results: list[Result], settings=None) -> str:
     by_id = {r.id: r for r in results}
     out = [f"# {prose(story.title)}", "", prose(_cite(story.abstract, by_id)), ""]
@@ -90,6 +121,8 @@ def document(story, results: list[Result], settings=None) -> str:
     for section in getattr(story, "opening", ()):
         out += ["", f"## {prose(section.title)}", "",
                 prose(_verbatim(_cite(section.text, by_id))), ""]
+        if section.table is not None:
+            out += verdict_table_md(section.table, by_id)
         out += _figures(section)
         shown.update(name for name, _, _ in section.figures)
     out += ["| claim | verdict |", "|---|---|"]
