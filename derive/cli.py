@@ -127,8 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
     r = sub.add_parser("report", help="check every claim and write the report",
                        description="Check every claim and write one report per topic: "
-                                   "centering ([BN] §2) and batchnorm ([BN] §3, Algorithms 1-2, "
-                                   "§3.3), as reports/TOPIC.{tex,pdf,json}. Without a TeX "
+                                   "centering ([BN] §2), batchnorm ([BN] §3, Algorithms 1-2, "
+                                   "§3.3) and normalization (LayerNorm, InstanceNorm, "
+                                   "GroupNorm, RMSNorm, weight normalization; BatchNorm's "
+                                   "double backward), as reports/TOPIC.{tex,pdf,json}. "
+                                   "Without a TeX "
                                    "engine the .tex and .json are still written. Claims are "
                                    "checked in parallel (--jobs), and a claim checked before "
                                    "is taken from the cache (--fresh: check all again); a PDF "
@@ -196,6 +199,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "missing or stale there are checked (in parallel, "
                                      "--jobs), and stderr says how many came from the cache "
                                      "(--fresh: check all again).")
+    lst.add_argument("--topic", choices=["all", *TOPICS], default="all",
+                     help="whose claims to list (default: all)")
     lst.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"),
                      metavar="LIST", help=FRAMEWORKS_HELP)
     lst.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -433,7 +438,8 @@ def cmd_list(args) -> int:
     # each topic's claims with the topic's settings, as `report` checks them: the two commands
     # share their cache entries
     claims, settings = [], []
-    for topic in TOPICS.values():
+    chosen = TOPICS if args.topic == "all" else {args.topic: TOPICS[args.topic]}
+    for topic in chosen.values():
         found = topic.claims()
         claims += found
         settings += [replace(getattr(topic, "SETTINGS", Settings()),

@@ -30,7 +30,7 @@ import sympy as sp
 from sympy.polys.monomials import monomial_gcd
 
 from .axes import AxisError, index_axis, layout
-from .calculus import Grad, Held, Mean, SampleIndex, is_reduction
+from .calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex, is_reduction
 from .core import Unsupported
 from .deadline import checkpoint
 from .interpret import Interpreter
@@ -751,12 +751,11 @@ def index_patterns(indices: Iterable[sp.Symbol], sizes, *exprs):
     enough to decide an identity in ``exprs``.  Batch expressions treat samples alike -- a
     relabeling of the samples maps each side's value at one assignment to its value at any
     other with the same pattern -- so x[n, c] at (n, c, m, d) = (1, 1, 2, 1) stands for every
-    n != m, c = d.  Falls back to ``index_assignments`` when an expression names a sample by
-    number (x[1]), which a relabeling would move."""
+    n != m, c = d.  Falls back to ``index_assignments`` when an expression uses an index as
+    more than a label (``_only_labels``: x[1], delta_k1, (m - 1) x[n]), which a relabeling
+    would change."""
     indices = list(indices)
-    numbered = any(not isinstance(t, sp.Symbol) for e in exprs
-                   for node in sp.sympify(e).atoms(sp.Indexed) for t in node.indices)
-    if numbered or not indices:
+    if not indices or not all(_only_labels(sp.sympify(e)) for e in exprs):
         yield from index_assignments(indices, sizes)
         return
     groups: dict = {}
@@ -776,6 +775,22 @@ def index_patterns(indices: Iterable[sp.Symbol], sizes, *exprs):
         for part in combo:
             env.update(part)
         yield env
+
+
+def _only_labels(expr) -> bool:
+    """Does ``expr`` use its indices only as labels -- a tensor's position (x[n]) or an
+    argument of a delta between two indices (delta_nm) -- so that a relabeling of the samples
+    moves nothing else?  A number in those places (x[1], delta_k1) or an index in arithmetic
+    ((m - 1) x[n]) names particular samples."""
+    if isinstance(expr, sp.Indexed):
+        return all(isinstance(t, sp.Symbol) for t in expr.indices)
+    if isinstance(expr, sp.KroneckerDelta):
+        return all(isinstance(t, sp.Symbol) for t in expr.args)
+    if is_reduction(expr):   # its index argument is a binding, not a use
+        return _only_labels(expr.body)
+    if isinstance(expr, SampleIndex) or expr in BOUND_INDICES:
+        return False     # an index outside a tensor or a delta: in arithmetic
+    return all(_only_labels(a) for a in expr.args if isinstance(a, sp.Basic))
 
 
 def _set_partitions(count: int, most: int):

@@ -139,11 +139,6 @@ def _domain(norm, value):
 #  expected verdict, what the practitioner should take away)
 INVARIANCES = {
     "bn": (
-        ("scale-eps0", "scale", "zero", "proved",
-         r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
-        ("scale", "scale", "positive", "refuted",
-         r"With $\epsilon > 0$ it does not: the output is that of $x$ at "
-         r"$\epsilon/\alpha^2$."),
         ("channel-bias", "channel-bias", "any", "proved",
          r"The bias $b_c$ is the same for every sample, so the batch mean takes it away: a "
          r"bias before BatchNorm is redundant, whatever $\epsilon$; $\beta$ does its job."),
@@ -159,11 +154,13 @@ INVARIANCES = {
          r"the variance (the output is that of $x$ at $\epsilon/s_c^2$)."),
         ("sample-scale-eps0", "sample-scale", "zero", "refuted",
          r"A scale $r_n$ that differs between samples changes the batch's shape."),
-    ),
-    "ln": (
         ("scale-eps0", "scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
-        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+        ("scale", "scale", "positive", "refuted",
+         r"With $\epsilon > 0$ it does not: the output is that of $x$ at "
+         r"$\epsilon/\alpha^2$."),
+    ),
+    "ln": (
         ("channel-bias", "channel-bias", "any", "refuted",
          r"A per-feature bias varies along the channels LayerNorm averages over: it is not "
          r"redundant."),
@@ -177,12 +174,11 @@ INVARIANCES = {
          r"With $\epsilon > 0$ it does not: $\epsilon$ is not scaled with the variance."),
         ("channel-scale-eps0", "channel-scale", "zero", "refuted",
          r"A per-feature scale changes the shape of each sample's features."),
-    ),
-    "in": (
-        ("shift", "shift", "any", "proved", r"A global shift is a per-channel bias."),
         ("scale-eps0", "scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
         ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+    ),
+    "in": (
         ("channel-bias", "channel-bias", "any", "proved",
          r"$b_c$ is constant over the positions of channel $c$."),
         ("sample-bias", "sample-bias", "any", "proved",
@@ -195,12 +191,12 @@ INVARIANCES = {
          r"With $\epsilon > 0$ it does not."),
         ("position-scale-eps0", "position-scale", "zero", "refuted",
          r"A scale per position changes each channel's spatial pattern."),
-    ),
-    "gn": (
-        ("shift", "shift", "any", "proved", r"A global shift is a per-group bias."),
+        ("shift", "shift", "any", "proved", r"A global shift is a per-channel bias."),
         ("scale-eps0", "scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
         ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+    ),
+    "gn": (
         ("group-bias", "group-bias", "any", "proved",
          r"$b_q$ is constant over the channels of group $q$."),
         ("sample-bias", "sample-bias", "any", "proved",
@@ -213,11 +209,12 @@ INVARIANCES = {
          r"With $\epsilon > 0$ it does not."),
         ("channel-scale-eps0", "channel-scale", "zero", "refuted",
          r"A per-channel scale varies within the group."),
-    ),
-    "rms": (
+        ("shift", "shift", "any", "proved", r"A global shift is a per-group bias."),
         ("scale-eps0", "scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
         ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+    ),
+    "rms": (
         ("shift", "shift", "any", "refuted",
          r"RMSNorm does not center: a shift changes its output for every $\epsilon \ge 0$; "
          r"it removes no bias at all."),
@@ -228,6 +225,9 @@ INVARIANCES = {
          r"With $\epsilon > 0$ it does not."),
         ("channel-scale-eps0", "channel-scale", "zero", "refuted",
          r"A per-feature scale changes the mean square unevenly."),
+        ("scale-eps0", "scale", "zero", "proved",
+         r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
+        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
     ),
 }
 
@@ -405,13 +405,13 @@ def backward_claims() -> list[Claim]:
         Claim(
             "family.wn.gradient-orthogonal", "Weight normalization: the gradient is orthogonal "
             "to v", J,
-            (Equation(J.sum(v[i_] * wn_grad, i_), sp.S.Zero,
+            (Equation(J.sum(v[i_] * Grad(wn_loss, v[i_]), i_), sp.S.Zero,
                       r"$\langle v, \partial\ell/\partial v\rangle = 0$"),),
             text=r"The gradient by $v$ is orthogonal to $v$: a gradient step only grows "
                  r"$\lVert v\rVert$ (to first order it keeps it, to second order it adds "
                  r"$\eta^2\lVert\partial\ell/\partial v\rVert^2$).",
-            assumptions=(r"v \ne 0",), source=SOURCE, uses=("family.wn.backward-v",),
-            expected="proved", domain=(norm2,)),
+            assumptions=(r"v \ne 0",), source=SOURCE, expected="proved", domain=(norm2,),
+            operator="weight_norm"),
     ]
 
 
@@ -533,8 +533,8 @@ def story():
                   r"transformation of the input each removes, their backward passes, the "
                   r"\texttt{ones\_like} gradient-check pitfall and BatchNorm's double "
                   r"backward, each checked against PyTorch's and JAX's own operators."),
-        opening=(Section("Which transformation each normalization removes", TABLE_TEXT,
-                         table=table(), after=TAKEAWAYS),),
+        opening=(Section("Which transformation each normalization removes", "",
+                         table=table(), after=TABLE_TEXT + "\n\n" + TAKEAWAYS),),
         sections=(
             Section("BatchNorm: per channel, over the batch",
                     r"""$\operatorname{BN}(x)_{n,c} = (x_{n,c} - \mu_c)/\sqrt{\sigma_c^2 +

@@ -26,7 +26,8 @@ def prose(latex_text: str) -> str:
 
 def claim_md(result: Result) -> str:
     c, v = result.claim, result.verdict
-    lines = [f"### {c.title} — `{c.id}`", "", f"**{verdict_phrase(result)}**", "",
+    lines = [f'<a id="{c.id}"></a>', "", f"### {c.title} — `{c.id}`", "",
+             f"**{verdict_phrase(result)}**", "",
              prose(c.text), ""]
     lines += [f"$$ {equation_tex(e)} $$" for e in c.equations]
     lines += ["", "Assumptions: " + ", ".join(f"${a}$" for a in all_assumptions(c))
@@ -84,9 +85,11 @@ def _figures(section, claim=None, skip=()):
 
 
 def _math(latex_text: str) -> str:
-    """A LaTeX word or header as Markdown: line breaks of a stacked header become spaces."""
-    return prose(latex_text.replace(r"\\", " ").replace(r"\checkmark", "✓")
-                 .replace(r"\times", "✗"))
+    """A LaTeX word or header as Markdown: line breaks of a stacked header become spaces,
+    colours go (Markdown has none), the check mark and the cross become characters."""
+    text = re.sub(r"\\textcolor\{[a-z]+\}\{(.*)\}", r"\1", latex_text)
+    text = text.replace(r"\\", " ").replace(r"$\times$", "✗").replace(r"\checkmark", "✓")
+    return prose(text.replace(r"\times", "✗"))
 
 
 def verdict_table_md(table, by_id) -> list[str]:
@@ -106,7 +109,8 @@ def verdict_table_md(table, by_id) -> list[str]:
                 shown.append("")
                 continue
             state, condition, cid = cell_verdict(cell, by_id)
-            shown.append(_math(words.get(state, state).replace("{condition}", condition)))
+            word = _math(words.get(state, state).replace("{condition}", condition))
+            shown.append(f"[{word}](#{cid})")     # the claim's anchor (claim_md)
         out.append(f"| {_math(head)} | " + " | ".join(shown) + " |")
     legend = "; ".join(f"{_math(word.replace('{condition}', table.first_condition()))} "
                        f"{prose(text)}"
@@ -123,6 +127,8 @@ def document(story, results: list[Result], settings=None) -> str:
                 prose(_verbatim(_cite(section.text, by_id))), ""]
         if section.table is not None:
             out += verdict_table_md(section.table, by_id)
+        if section.after:
+            out += [prose(_verbatim(_cite(section.after, by_id))), ""]
         out += _figures(section)
         shown.update(name for name, _, _ in section.figures)
     out += ["| claim | verdict |", "|---|---|"]
