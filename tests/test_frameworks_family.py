@@ -11,12 +11,13 @@ import pytest
 import sympy as sp
 
 from derive import Axis, Claim, Equation, Grad
-from derive import frameworks
+from derive import frameworks, numeric
 from derive.axes import layout
 from derive.core import OPERATORS
 from derive.frameworks.program import (FORMS, Program, normalization, recognized,
                                        rms_normalization, standardization,
                                        weight_normalization)
+from derive.frameworks.backends import OperatorUndefined
 from derive.verify import Settings
 
 SETTINGS = Settings(framework_examples=30)
@@ -271,3 +272,123 @@ def test_the_operator_through_a_program(xp):
     assert by_operator == pytest.approx(by_formula, abs=1e-12)
     want = _numpy("group_norm", samples[x] + samples[b][None, :, None], 2, 0.5)
     assert by_formula == pytest.approx(np.moveaxis(want, 2, 0), abs=1e-12)
+
+
+# -- where a normalization is 0/0, and where its statistic cancels -----------------------------
+
+# family.in.channel-bias as Hypothesis shrank it (N = 3, C = 7, H = 3; regression): at
+# epsilon = 0, rows of x constant over h (zeros) make x + b[c] the constant b[c], whose
+# normalization is 0/0 -- the formula's round-off gave +-1 there, torch's instance_norm 0
+# (1/sqrt(0 + 0) taken as 0), jax.nn.standardize 1e-8 -- on the real rows all three agree
+_B = [0.0, 0.0, -2.2519982299861603, 4.8985361496640145, -2.656563899974835,
+      -1.5833006090067054, -3.2950187733677483]
+_X = np.zeros((3, 7, 3))
+_X[0, 0] = [-0.5984480322195331, 0.0, -2.954711888894776]
+_X[0, 1, 1] = -0.07336434589013585
+# family.in.sample-bias as Hypothesis shrank it for jax (N = 3, C = 8, H = 2): a spread of
+# 1e-5 under a shift of 2.26, where jax.nn.standardize's default variance, mean(x^2) -
+# mean(x)^2, kept five digits fewer than the formula's mean((x - mean x)^2)
+_A = [0.0, -2.2618811285206215, 0.0]
+_X2 = np.zeros((3, 8, 2))
+_X2[1, 7, 1] = -1e-05
+
+
+def _constant_rows(shape, seed):
+    """Normal values with a few rows (the last axis) constant, one of them zero."""
+    values = np.random.default_rng(seed).normal(size=shape)
+    values[0, 1] = 0.0
+    values[-1, -1] = 0.3
+    return values
+
+
+def _three_axes(operator, sizes, samples, epsilon):
+    """(claim, instance): IN(x + bias) = IN(x) over h, or GN over k, at the given sizes."""
+    second, third = (C, H) if operator == "instance_norm" else (Q, K)
+    i, l_ = (c, h) if operator == "instance_norm" else (q, k)
+    bias = b[i] if b in samples else a[n]
+    cl = claim(f"zero-over-zero.{operator}", standardize(x[n, i, l_] + bias, l_),
+               standardize(x[n, i, l_], l_), operator)
+    axes = {N.size: sizes[0], second.size: sizes[1], third.size: sizes[2]}
+    return cl, numeric.Instance(sizes[0], samples, {eps: epsilon}, sizes=axes)
+
+
+CASES = {
+    "in.channel-bias shrunk": ("instance_norm", (3, 7, 3), {x: _X, b: np.array(_B)}, 0.0),
+    "in.sample-bias shrunk": ("instance_norm", (3, 8, 2), {x: _X2, a: np.array(_A)}, 0.0),
+    "in, each axis its size": ("instance_norm", (2, 5, 4),
+                               {x: _constant_rows((2, 5, 4), 7), b: np.arange(5.0) - 2.1},
+                               0.0),
+    "gn at N, Q, K = 3, 7, 3": ("group_norm", (3, 7, 3), {x: _X, b: np.array(_B)}, 0.0),
+    "gn, each axis its size": ("group_norm", (2, 5, 4),
+                               {x: _constant_rows((2, 5, 4), 8), a: np.array([1.7, -3.3])},
+                               0.0),
+    "gn, epsilon > 0": ("group_norm", (3, 7, 3), {x: _X, b: np.array(_B)}, 0.25),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_three_axes_at_different_sizes_agree_with_the_formula(xp, case):
+    """A true IN / GN statement over x[n, c, h] (x[n, q, k]) at sizes that all differ,
+    at epsilon = 0 with constant rows: the operator's sides agree with each other and with
+    the formula wherever the normalization is defined (regression: torch's instance_norm and
+    jax.nn.standardize were held to a value of 0/0; jax's one-pass variance cancelled)."""
+    cl, inst = _three_axes(*CASES[case])
+    found = frameworks._Run(cl, xp).compare(inst)
+    assert {kind for kind, *_ in found} == {"formula", "operator", "vs_formula"}
+    for kind, err, left, right in found:
+        assert err <= frameworks.TOLERANCE["float64"], (kind, err, left, right)
+
+
+def _normalizations(operator):
+    """(expression, the tensor's indices, the index it normalizes over) of each operator's
+    form."""
+    if operator == "batch_norm":
+        return standardize(x[n, c], n), (n, c), n
+    if operator == "layer_norm":
+        return standardize(x[n, c], c), (n, c), c
+    if operator == "rms_norm":
+        return rms(x[n, c], c, eps), (n, c), c
+    if operator == "weight_norm":
+        return weight_norm(x[n, c], c), (n, c), c
+    last = h if operator == "instance_norm" else k
+    return standardize(x[n, c, last], last), (n, c, last), last
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+@pytest.mark.parametrize("epsilon", [0.0, 0.25])
+def test_a_normalization_of_zero_over_zero_is_undefined(xp, operator, epsilon):
+    """At epsilon = 0 a group whose statistic is exactly 0 -- a constant group (its
+    variance), a group of zeros (its mean square, its norm) -- normalizes to 0/0: the value
+    by the operator is NaN there (outside the domain, as the formula's own 0/0 is), whatever
+    the operator returns for it, and equal to the formula's everywhere else."""
+    expr, tensor, along = _normalizations(operator)
+    sizes = {N.size: 3, C.size: 4, H.size: 5, K.size: 5}
+    shape = [sizes[t.axis] for t in tensor]
+    values = np.random.default_rng(9).normal(size=shape)
+    # one group of zeros and, for a centered form, one group of a constant (0.1 three
+    # times: its mean rounds, so the formula's 0/0 is a round-off +-1, not NaN)
+    zeros = tuple(slice(None) if t == along else 1 for t in tensor)
+    constant = tuple(slice(None) if t == along else 2 for t in tensor)
+    centered = FORMS[operator] == "standardize"
+    values[zeros] = 0.0
+    if centered:
+        values[constant] = 0.1
+    programs = [Program(expr, list(tensor), N.size, xp, operators=operator),
+                Program(expr, list(tensor), N.size, xp)]
+    assert programs[0].operator_nodes == 1
+    real = {t.axis: sizes[t.axis] for t in tensor}
+    run = xp.runner(programs, widths={axis: 8 for axis in real}, layout=layout(expr))
+    if operator == "batch_norm" and xp.name == "torch" and epsilon == 0:
+        with pytest.raises(OperatorUndefined):   # it refuses epsilon = 0 outright
+            run(3, {x: values}, {eps: epsilon}, real)
+        return
+    cut = tuple(slice(0, n_) for n_ in shape)
+    by_operator, by_formula = (np.asarray(v)[cut].reshape(shape)
+                               for v in run(3, {x: values}, {eps: epsilon}, real))
+    undefined = np.zeros(shape, dtype=bool)
+    if epsilon == 0 or operator == "weight_norm":   # weight normalization has no epsilon
+        undefined[zeros] = True
+        undefined[constant] = centered
+    assert np.isnan(by_operator[undefined]).all()
+    assert np.isfinite(by_operator[~undefined]).all()
+    assert by_operator[~undefined] == pytest.approx(by_formula[~undefined], abs=1e-12)

@@ -13,8 +13,9 @@ training mode and ``jax.nn.standardize``, both without running statistics.
 A claim that names its operator (``Claim.operator``) has each normalization computed by that
 operator: in PyTorch ``layer_norm``, ``instance_norm``, ``group_norm``, ``rms_norm`` (all in
 ``torch.nn.functional``) or the parametrization ``weight_norm`` installs; in JAX
-``jax.nn.standardize`` for every centered one, and plain ``jax.numpy`` where ``jax.nn`` has
-no such operator (RMSNorm, weight normalization), as its name in the evidence says.  Every
+``jax.nn.standardize`` for every centered one (with its two-pass, "stable", variance: the
+claims' own), and plain ``jax.numpy`` where ``jax.nn`` has no such operator (RMSNorm, weight
+normalization), as its name in the evidence says.  Every
 normalization runs over one array axis; the other axes are independent groups, laid out as
 each operator expects them (``standardize``).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import os
 from importlib import metadata
 from pathlib import Path
@@ -92,6 +94,12 @@ class TorchBackend:
 
     def sum(self, v, axis):
         return v.sum(dim=axis, keepdim=True)
+
+    def amax(self, v, axis):
+        return v.amax(dim=axis, keepdim=True)
+
+    def amin(self, v, axis):
+        return v.amin(dim=axis, keepdim=True)
 
     def where(self, mask, v, other):
         return self.torch.where(mask, v, other)
@@ -295,6 +303,11 @@ class JaxBackend:
 
         self.jax, self.jnp = jax, jnp
         self.version = metadata.version("jax")
+        # jax.nn.standardize's variance is by default ("fast") mean(x^2) - mean(x)^2, which
+        # cancels catastrophically when a group's spread is small against its mean (a shift
+        # of 2 on a spread of 1e-5 loses five digits); the claims' variance is the two-pass
+        # mean((x - mean x)^2), which jax.nn computes with algorithm="stable" (a newer JAX)
+        self._stable = "algorithm" in inspect.signature(jax.nn.standardize).parameters
 
     def asarray(self, v):
         return self.jnp.asarray(v, dtype=self.jnp.float64) if not self.is_array(v) else v
@@ -313,6 +326,12 @@ class JaxBackend:
 
     def sum(self, v, axis):
         return self.jnp.sum(v, axis=axis, keepdims=True)
+
+    def amax(self, v, axis):
+        return self.jnp.max(v, axis=axis, keepdims=True)
+
+    def amin(self, v, axis):
+        return self.jnp.min(v, axis=axis, keepdims=True)
 
     def where(self, mask, v, other):
         return self.jnp.where(mask, v, other)
@@ -375,9 +394,14 @@ class JaxBackend:
             if operator == "rms_norm":
                 return values * (total / size + eps) ** -0.5
             return values * total ** -0.5
-        if where is None:
-            return self.jax.nn.standardize(values, axis=axis, epsilon=eps)
-        return self.jax.nn.standardize(values, axis=axis, epsilon=eps, where=where)
+        if self._stable:
+            return self.jax.nn.standardize(values, axis=axis, epsilon=eps, where=where,
+                                           algorithm="stable")
+        # an older JAX: the same two-pass variance, handed to it
+        mean = self.jnp.mean(values, axis=axis, keepdims=True, where=where)
+        variance = self.jnp.mean((values - mean) ** 2, axis=axis, keepdims=True, where=where)
+        return self.jax.nn.standardize(values, axis=axis, mean=mean, variance=variance,
+                                       epsilon=eps, where=where)
 
     def runner(self, programs, widths=None, layout=None):
         """One jit-compiled function for every batch size: batches padded to PADDED_WIDTH.

@@ -18,7 +18,9 @@ them runs the same computation a user would write in that framework:
   ``operators=`` an operator's name (``Claim.operator``), every normalization of the form
   that operator computes, by that operator: a standardization by batch_norm, layer_norm,
   instance_norm or group_norm, ``v (mean v^2 + eps)^(-1/2)`` by rms_norm,
-  ``v (sum v^2)^(-1/2)`` by weight_norm (``FORMS``).
+  ``v (sum v^2)^(-1/2)`` by weight_norm (``FORMS``).  Where such a normalization is 0/0
+  (epsilon = 0 on a constant group, or a group of zeros), its value is NaN -- outside the
+  claim's domain -- not the operator's own convention (``_undefined``).
 
 Backends that compile (JAX) evaluate on batches padded to a fixed width: ``ctx.mask`` marks
 the real samples, reductions ignore the rest, and padded entries repeat real ones so that
@@ -31,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import combinations
 
+import numpy as np
 import sympy as sp
 
 from ..axes import AxisError, axes_of, index_axis
@@ -523,9 +526,38 @@ class Program(Interpreter):
                 shape = list(values.shape)
                 shape[axis] = width
                 values = xp.broadcast_to(values, shape)
-            return scale(ctx) * xp.standardize(values, axis, e(ctx), size, width, mask,
-                                               operator=operator)
+            epsilon = e(ctx)
+            normalized = xp.standardize(values, axis, epsilon, size, width, mask,
+                                        operator=operator)
+            return scale(ctx) * normalized * _undefined(xp, form, values, axis, epsilon, mask)
         return compute
+
+
+def _undefined(xp, form, values, axis, eps, mask):
+    """1 where the normalization of ``values`` along ``axis`` is defined, NaN where it is
+    0/0: epsilon = 0 and a statistic that is exactly 0 -- every real entry of a group equal
+    (a standardization's variance) or zero (RMSNorm's mean square, weight normalization's
+    norm).  There the operators return a value of their own (PyTorch's batch-norm kernels
+    take 1/sqrt(0 + 0) as 0, so a constant group normalizes to 0; elsewhere the round-off of
+    the mean over the round-off of the variance, +-1 or anything), and so does the formula
+    evaluated in floating point, while the statement says nothing there: NaN puts the entry
+    outside the domain, as the formula's own 0/0 does, and a derivative through it too.
+    Computed from held values: it marks where, and carries no derivative of its own."""
+    values = xp.detach(values)
+    if mask is not None:   # padded entries repeat real ones: each group by its real entries
+        shape = [1] * values.ndim
+        shape[axis] = mask.shape[0]
+        keep = xp.reshape(mask, shape)
+        high = xp.where(keep, values, -np.inf)
+        low = xp.where(keep, values, np.inf)
+    else:
+        high = low = values
+    if form == "standardize":   # the variance is 0: a constant group
+        zero = xp.amax(high, axis) == xp.amin(low, axis)
+    else:                       # the mean square or the norm is 0: a group of zeros
+        zero = (xp.amax(high, axis) == 0) & (xp.amin(low, axis) == 0)
+    undefined = zero & (xp.detach(xp.asarray(eps)) == 0)
+    return xp.where(undefined, xp.asarray(np.nan), xp.asarray(1.0))
 
 
 def _fold(op, values):
