@@ -107,6 +107,7 @@ def test_the_topics_declare_the_simulations_and_the_kernel_checks():
         "train.weight-norm-growth": [("simulation", None)],
         "train.naive-scale-step": [("simulation", None)],
         "bn.backward.compact": [("torch", "gradcheck"), ("torch", "implementation")],
+        "bn.double-backward.input": [("torch", "gradgradcheck"), ("torch", "double-backward")],
     }
 
 
