@@ -513,10 +513,39 @@ bias at all ({{claim:family.rms.shift}}); LayerNorm is exactly RMSNorm after cen
 $\epsilon > 0$ a scale $a$ acts as a change of $\epsilon$ to $\epsilon/a^2$."""
 
 
+# where each norm's statistics are printed by name: the entries its claims normalize
+PLACES = {"bn": (x[n, c], x[m, c], x[n, d], x[m, d]), "ln": (x[n, c], x[m, c]),
+          "rms": (x[n, c], x[m, c]), "in": (x[n, c, h], x[m, d, h], x[m, d, p]),
+          "gn": (x[n, q, k], x[m, r_, k], x[m, r_, l_])}
+
+
 def _abbreviations():
-    """How the double-backward claims print BatchNorm's statistics (as in the paper)."""
+    """How the statements print each norm's statistics: mu, sigma^2 and s with the indices
+    they are taken per (mu_c for BatchNorm, mu_n for LayerNorm, mu_{n,c} for InstanceNorm,
+    r_n for RMSNorm's root mean square), xhat with every index; the double-backward claims
+    in the paper's mu_B, sigma^2_B."""
     from . import bn_second_order as f
-    return ((f.mu, r"\mu_{\mathcal B}"), (f.var, r"\sigma^{2}_{\mathcal B}"), (f.s, "s"))
+    pairs = [(f.mu, r"\mu_{\mathcal B}"), (f.var, r"\sigma^{2}_{\mathcal B}"), (f.s, "s")]
+    for norm, entries in PLACES.items():
+        position = {"bn": 0, "ln": 1, "rms": 1, "in": 2, "gn": 2}[norm]
+        for entry in entries:
+            index = entry.indices[position]
+            per = ",".join(sp.latex(t) for n_, t in enumerate(entry.indices) if n_ != position)
+            every = ",".join(sp.latex(t) for t in entry.indices)
+            axis = Batch(index.axis)
+            if norm == "rms":
+                for epsilon in (eps, eps_ge0):
+                    pairs.append((sp.sqrt(axis.mean(entry ** 2, index) + epsilon),
+                                  rf"r_{{{per}}}"))
+                    pairs.append((rms(entry, index, epsilon), rf"\hat y_{{{every}}}"))
+                continue
+            var = variance(entry, index)
+            pairs += [(axis.mean(entry, index), rf"\mu_{{{per}}}"),
+                      (var, rf"\sigma^{{2}}_{{{per}}}"), (sp.sqrt(var), rf"\sigma_{{{per}}}")]
+            for epsilon in (eps, eps_ge0):
+                pairs += [(sp.sqrt(var + epsilon), rf"s_{{{per}}}"),
+                          (standardize(entry, index, epsilon), rf"\hat x_{{{every}}}")]
+    return tuple(pairs)
 
 
 def story():
@@ -539,17 +568,20 @@ def story():
             Section("BatchNorm: per channel, over the batch",
                     r"""$\operatorname{BN}(x)_{n,c} = (x_{n,c} - \mu_c)/\sqrt{\sigma_c^2 +
 \epsilon}$ with $\mu_c$, $\sigma_c^2$ the mean and (biased) variance of channel $c$ over the
-$N$ samples. At $\epsilon = 0$ each claim assumes the variance it divides by is $> 0$.""",
+$N$ samples, and $s_c = \sqrt{\sigma_c^2 + \epsilon}$. At $\epsilon = 0$ each claim assumes
+the variance it divides by is $> 0$.""",
                     by_norm["bn"]),
             Section("LayerNorm and RMSNorm: per sample, over the channels",
                     r"""$\operatorname{LN}(x)_{n,c} = (x_{n,c} - \mu_n)/\sqrt{\sigma_n^2 +
 \epsilon}$ over the $C$ channels of sample $n$; $\operatorname{RMS}(x)_{n,c} =
-x_{n,c}/\sqrt{\operatorname{mean}_c x_{n,c}^2 + \epsilon}$, without centering.""",
+x_{n,c}/r_n$ with $r_n = \sqrt{\operatorname{mean}_c x_{n,c}^2 + \epsilon}$, without
+centering; $\hat y = x/r$.""",
                     by_norm["ln"] + by_norm["rms"] + ("family.rms.centered-is-ln",)),
             Section("InstanceNorm and GroupNorm",
                     r"""InstanceNorm normalizes $x[n, c, h]$ over the $H$ positions of each
-sample and channel; GroupNorm normalizes $x[n, q, k]$ over the $K$ channels of each sample
-and group (spatial positions behave like $k$).""",
+sample and channel, with mean $\mu_{n,c}$ and variance $\sigma^2_{n,c}$; GroupNorm
+normalizes $x[n, q, k]$ over the $K$ channels of each sample and group ($\mu_{n,q}$,
+$\sigma^2_{n,q}$; spatial positions behave like $k$).""",
                     by_norm["in"] + by_norm["gn"]),
             Section("Weight normalization",
                     r"""$w = \gamma\, v/\lVert v\rVert$ reparametrizes a weight vector $v$ of
@@ -557,8 +589,9 @@ $J$ entries [Salimans \& Kingma 2016].""",
                     ("family.wn.scale", "family.wn.negative-scale")),
             Section("Backward passes, as an implementer writes them",
                     r"""$g = \partial\ell/\partial y$ is arbitrary, $\tilde g = \gamma\odot g$
-with a per-channel gain, $s$ the root each normalization divides by and $\hat x$ its
-output. Each formula is proved for symbolic sizes and checked against the framework's own
+with a per-channel gain, $s$ the root each normalization divides by (with the indices it is
+taken per: $s_c$ for BatchNorm, $s_m$ for LayerNorm, $s_{m,d}$ for InstanceNorm, $s_{m,r}$ for
+GroupNorm) and $\hat x$ its output. Each formula is proved for symbolic sizes and checked against the framework's own
 operator's backward pass.""",
                     ("family.bn.channels-independent", "family.ln.backward",
                      "family.rms.backward", "family.in.backward", "family.gn.backward",
