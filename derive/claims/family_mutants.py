@@ -24,31 +24,23 @@ and JAX's own operators disagree with it too."""
 ARBITRARY = r"g = \partial\ell/\partial y \text{ arbitrary}"
 
 
-def _ln_parts(gain_of):
-    """(s, xhat(m, .), the gained gradient g~(m, .)) of LayerNorm at sample m."""
-    s = sp.sqrt(variance(x[m, c_], c_) + eps)
-    xh = lambda cc: standardize(x[m, cc], cc, eps)                    # noqa: E731
-    gt = lambda cc: gain_of(cc) * g[m, cc]                             # noqa: E731
-    return s, xh, gt
-
-
-def _ln_loss(gain_of=lambda cc: gam[cc], shift=True):
-    y = gain_of(c_) * standardize(x[n, c_], c_, eps) + (bet[c_] if shift else 0)
-    return N.sum(C.sum(g[n, c_] * y, c_), n)
-
-
-def _bn_loss():
-    y = gam[c_] * standardize(x[n, c_], n, eps) + bet[c_]
+def _loss(reduced):
+    """L = sum_{n,c} g (gamma_c xhat + beta_c), xhat standardized over ``reduced`` (n: BatchNorm,
+    c: LayerNorm): the derivative of any loss with dl/dy = g."""
+    y = gam[c_] * standardize(x[n, c_], reduced, eps) + bet[c_]
     return N.sum(C.sum(g[n, c_] * y, c_), n)
 
 
 def claims() -> list[Claim]:
     both = (r"\epsilon > 0", ARBITRARY)
-    s_ln, xh_ln, gt_ln = _ln_parts(lambda cc: gam[cc])
-    ln_dx = Grad(_ln_loss(), x[m, d])
+    # LayerNorm at sample m: s, xhat and the gained gradient g~ = gamma g
+    s_ln = sp.sqrt(variance(x[m, c_], c_) + eps)
+    xh_ln = lambda cc: standardize(x[m, cc], cc, eps)                 # noqa: E731
+    gt_ln = lambda cc: gam[cc] * g[m, cc]                              # noqa: E731
+    ln_dx = Grad(_loss(c_), x[m, d])
     s_bn = sp.sqrt(variance(x[n, d], n) + eps)
     xh_bn = lambda nn: standardize(x[nn, d], nn, eps)                 # noqa: E731
-    bn_dx = Grad(_bn_loss(), x[m, d])
+    bn_dx = Grad(_loss(n), x[m, d])
     r_rms = sp.sqrt(C.mean(x[m, c_] ** 2, c_) + eps)
     yh = lambda cc: rms(x[m, cc], cc, eps)                             # noqa: E731
     rms_dx = Grad(N.sum(C.sum(g[n, c_] * gam[c_] * rms(x[n, c_], c_, eps), c_), n), x[m, d])

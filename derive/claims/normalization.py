@@ -140,99 +140,100 @@ def _domain(norm, value):
     return variance(value, index)
 
 
-# (id suffix, transformation, epsilon: "any" (every epsilon >= 0), "positive" or "zero",
-#  expected verdict, what the practitioner should take away)
+# (transformation, epsilon: "any" (every epsilon >= 0), "positive" or "zero", expected verdict,
+#  what the practitioner should take away); the id is family.<norm>.<transformation>, with
+#  "-eps0" for the statement at epsilon = 0 (``suffix``)
 INVARIANCES = {
     "bn": (
-        ("channel-bias", "channel-bias", "any", "proved",
+        ("channel-bias", "any", "proved",
          r"The bias $b_c$ is the same for every sample, so the batch mean takes it away: a "
          r"bias before BatchNorm is redundant, whatever $\epsilon$; $\beta$ does its job."),
-        ("sample-bias", "sample-bias", "any", "refuted",
+        ("sample-bias", "any", "refuted",
          r"A bias $a_n$ that differs between samples is not constant along the batch: it "
          r"survives the normalization."),
-        ("shift", "shift", "any", "proved",
+        ("shift", "any", "proved",
          r"A global shift is a per-channel bias with every $b_c$ equal."),
-        ("channel-scale-eps0", "channel-scale", "zero", "proved",
+        ("channel-scale", "zero", "proved",
          r"At $\epsilon = 0$ the scale $s_c > 0$ divides out of $x - \mu$ and out of $\sigma$."),
-        ("channel-scale", "channel-scale", "positive", "refuted",
+        ("channel-scale", "positive", "refuted",
          r"With $\epsilon > 0$ the scale does not divide out: $\epsilon$ is not scaled with "
          r"the variance (the output is that of $x$ at $\epsilon/s_c^2$)."),
-        ("sample-scale-eps0", "sample-scale", "zero", "refuted",
+        ("sample-scale", "zero", "refuted",
          r"A scale $r_n$ that differs between samples changes the batch's shape."),
-        ("scale-eps0", "scale", "zero", "proved",
+        ("scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
-        ("scale", "scale", "positive", "refuted",
+        ("scale", "positive", "refuted",
          r"With $\epsilon > 0$ it does not: the output is that of $x$ at "
          r"$\epsilon/\alpha^2$."),
     ),
     "ln": (
-        ("channel-bias", "channel-bias", "any", "refuted",
+        ("channel-bias", "any", "refuted",
          r"A per-feature bias varies along the channels LayerNorm averages over: it is not "
          r"redundant."),
-        ("sample-bias", "sample-bias", "any", "proved",
+        ("sample-bias", "any", "proved",
          r"A bias $a_n$ is the same for every channel of sample $n$: LayerNorm's mean takes "
          r"it away."),
-        ("shift", "shift", "any", "proved", r"A global shift is a per-sample bias."),
-        ("sample-scale-eps0", "sample-scale", "zero", "proved",
+        ("shift", "any", "proved", r"A global shift is a per-sample bias."),
+        ("sample-scale", "zero", "proved",
          r"At $\epsilon = 0$ a per-sample scale divides out."),
-        ("sample-scale", "sample-scale", "positive", "refuted",
+        ("sample-scale", "positive", "refuted",
          r"With $\epsilon > 0$ it does not: $\epsilon$ is not scaled with the variance."),
-        ("channel-scale-eps0", "channel-scale", "zero", "refuted",
+        ("channel-scale", "zero", "refuted",
          r"A per-feature scale changes the shape of each sample's features."),
-        ("scale-eps0", "scale", "zero", "proved",
+        ("scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
-        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+        ("scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
     ),
     "in": (
-        ("channel-bias", "channel-bias", "any", "proved",
+        ("channel-bias", "any", "proved",
          r"$b_c$ is constant over the positions of channel $c$."),
-        ("sample-bias", "sample-bias", "any", "proved",
+        ("sample-bias", "any", "proved",
          r"$a_n$ is constant over the positions of every channel of sample $n$."),
-        ("position-bias", "position-bias", "any", "refuted",
+        ("position-bias", "any", "refuted",
          r"A bias $e_h$ per position varies along the positions InstanceNorm averages over."),
-        ("channel-scale-eps0", "channel-scale", "zero", "proved",
+        ("channel-scale", "zero", "proved",
          r"At $\epsilon = 0$ a per-channel scale divides out."),
-        ("channel-scale", "channel-scale", "positive", "refuted",
+        ("channel-scale", "positive", "refuted",
          r"With $\epsilon > 0$ it does not."),
-        ("position-scale-eps0", "position-scale", "zero", "refuted",
+        ("position-scale", "zero", "refuted",
          r"A scale per position changes each channel's spatial pattern."),
-        ("shift", "shift", "any", "proved", r"A global shift is a per-channel bias."),
-        ("scale-eps0", "scale", "zero", "proved",
+        ("shift", "any", "proved", r"A global shift is a per-channel bias."),
+        ("scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
-        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+        ("scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
     ),
     "gn": (
-        ("group-bias", "group-bias", "any", "proved",
+        ("group-bias", "any", "proved",
          r"$b_q$ is constant over the channels of group $q$."),
-        ("sample-bias", "sample-bias", "any", "proved",
+        ("sample-bias", "any", "proved",
          r"$a_n$ is constant over every group of sample $n$."),
-        ("channel-bias", "channel-bias", "any", "refuted",
+        ("channel-bias", "any", "refuted",
          r"A per-channel bias $b_{q,k}$ varies within its group: GroupNorm keeps it."),
-        ("group-scale-eps0", "group-scale", "zero", "proved",
+        ("group-scale", "zero", "proved",
          r"At $\epsilon = 0$ a per-group scale divides out."),
-        ("group-scale", "group-scale", "positive", "refuted",
+        ("group-scale", "positive", "refuted",
          r"With $\epsilon > 0$ it does not."),
-        ("channel-scale-eps0", "channel-scale", "zero", "refuted",
+        ("channel-scale", "zero", "refuted",
          r"A per-channel scale varies within the group."),
-        ("shift", "shift", "any", "proved", r"A global shift is a per-group bias."),
-        ("scale-eps0", "scale", "zero", "proved",
+        ("shift", "any", "proved", r"A global shift is a per-group bias."),
+        ("scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
-        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+        ("scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
     ),
     "rms": (
-        ("shift", "shift", "any", "refuted",
+        ("shift", "any", "refuted",
          r"RMSNorm does not center: a shift changes its output for every $\epsilon \ge 0$; "
          r"it removes no bias at all."),
-        ("sample-scale-eps0", "sample-scale", "zero", "proved",
+        ("sample-scale", "zero", "proved",
          r"At $\epsilon = 0$ a per-sample scale divides out of $x$ and of the root mean "
          r"square."),
-        ("sample-scale", "sample-scale", "positive", "refuted",
+        ("sample-scale", "positive", "refuted",
          r"With $\epsilon > 0$ it does not."),
-        ("channel-scale-eps0", "channel-scale", "zero", "refuted",
+        ("channel-scale", "zero", "refuted",
          r"A per-feature scale changes the mean square unevenly."),
-        ("scale-eps0", "scale", "zero", "proved",
+        ("scale", "zero", "proved",
          r"At $\epsilon = 0$ a global scale $\alpha > 0$ divides out."),
-        ("scale", "scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
+        ("scale", "positive", "refuted", r"With $\epsilon > 0$ it does not."),
     ),
 }
 
@@ -245,7 +246,12 @@ def _epsilon(kind):
     return {"any": eps_ge0, "positive": eps, "zero": sp.S.Zero}[kind]
 
 
-def invariance_claim(norm, suffix, what, eps_kind, expected, text) -> Claim:
+def suffix(what, eps_kind) -> str:
+    """The id's last part: the transformation, "-eps0" for the statement at epsilon = 0."""
+    return what + ("-eps0" if eps_kind == "zero" else "")
+
+
+def invariance_claim(norm, what, eps_kind, expected, text) -> Claim:
     index, entry, operator, title = NORMS[norm]
     epsilon = _epsilon(eps_kind)
     bias, scale = _bias(norm, what), _scale(norm, what)
@@ -260,7 +266,7 @@ def invariance_claim(norm, suffix, what, eps_kind, expected, text) -> Claim:
         assumptions = assumptions + (rf"{sp.latex(scale)} > 0",)
     kind = "bias" if bias is not None else "scale"
     return Claim(
-        f"family.{norm}.{suffix}", f"{title} and a {_phrase(what)} {kind}",
+        f"family.{norm}.{suffix(what, eps_kind)}", f"{title} and a {_phrase(what)} {kind}",
         Batch(N.size), (Equation(norm_of(norm, moved, epsilon), norm_of(norm, entry, epsilon),
                                  label),),
         text=text, assumptions=assumptions, source=SOURCE, expected=expected,
@@ -470,10 +476,10 @@ def claims() -> list[Claim]:
 def _cell(norm, what):
     """The claims that decide the table's cell (``story.VerdictTable``): the statement for
     every epsilon first, then the one at epsilon = 0."""
-    ids = {f"family.{norm}.{suffix}": kind for suffix, w, kind, _, _ in INVARIANCES[norm]
-           if w == what}
-    order = sorted(ids, key=lambda cid: ids[cid] == "zero")
-    return tuple((cid, r"\epsilon = 0" if ids[cid] == "zero" else "") for cid in order)
+    kinds = sorted((kind for w, kind, *_ in INVARIANCES[norm] if w == what),
+                   key=lambda kind: kind == "zero")
+    return tuple((f"family.{norm}.{suffix(what, kind)}",
+                  r"\epsilon = 0" if kind == "zero" else "") for kind in kinds)
 
 
 def table():
@@ -557,7 +563,7 @@ def story():
     from ..story import Section, Story
     from . import bn_second_order, family_mutants
 
-    by_norm = {norm: tuple(f"family.{norm}.{suffix}" for suffix, *_ in rows)
+    by_norm = {norm: tuple(f"family.{norm}.{suffix(what, kind)}" for what, kind, *_ in rows)
                for norm, rows in INVARIANCES.items()}
     return Story(
         name="normalization",

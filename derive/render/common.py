@@ -56,6 +56,29 @@ def cell_verdict(cell, by_id) -> tuple[str, str, str]:
     return FAILS, "", cell[-1][0]
 
 
+def table_rows(table, by_id):
+    """(row header, [(the cell's word, the id of the claim that decides it) or None for an
+    empty cell, ...]) for each row of a ``VerdictTable``: the word of the cell's state, its
+    "{condition}" filled in.  The renderers only format these."""
+    words = {state: word for state, word, _ in table.words}
+    for head, cells in table.rows:
+        shown = []
+        for cell in cells:
+            if not cell:
+                shown.append(None)
+                continue
+            state, condition, cid = cell_verdict(cell, by_id)
+            shown.append((words.get(state, state).replace("{condition}", condition), cid))
+        yield head, shown
+
+
+def table_legend(table) -> list[tuple[str, str]]:
+    """[(word, what it means), ...]: the legend, a word's "{condition}" shown as the table's
+    first condition."""
+    return [(word.replace("{condition}", table.first_condition()), text)
+            for _, word, text in table.words]
+
+
 def evidence_rows(result: Result):
     """(layer, finding, agrees-with-verdict) for each layer."""
     for e in result.evidence:

@@ -16,8 +16,8 @@ from sympy.printing.latex import LatexPrinter
 from ..calculus import BatchSum, Grad, Held, Mean
 from ..core import PROVED, REFUTED, Result, all_assumptions, error_bound
 from ..rules import RULES
-from .common import (Story, cell_verdict, failing_sizes, implementation_check, library_versions,
-                     proved_from, sizes_phrase)
+from .common import (Story, failing_sizes, implementation_check, library_versions,
+                     proved_from, sizes_phrase, table_legend, table_rows)
 
 
 class BatchLatexPrinter(LatexPrinter):
@@ -656,7 +656,6 @@ def _implementation_tex(result) -> str:
 def verdict_table_tex(table, by_id) -> str:
     """A ``VerdictTable`` as a tabular: each cell the word for its state (``cell_verdict``),
     linked to the claim that decides it, and the legend below."""
-    words = {state: word for state, word, _ in table.words}
     width = len(table.columns)
     lines = [r"\begin{center}\small", rf"\begin{{tabular}}{{@{{}}l*{{{width}}}{{c}}@{{}}}}",
              r"\toprule"]
@@ -670,19 +669,12 @@ def verdict_table_tex(table, by_id) -> str:
         lines.append("".join(rules))
     lines.append(" & " + " & ".join(rf"\shortstack{{{c}}}" for c in table.columns)
                  + r" \\ \midrule")
-    for head, cells in table.rows:
-        shown = []
-        for cell in cells:
-            if not cell:
-                shown.append("")
-                continue
-            state, condition, cid = cell_verdict(cell, by_id)
-            word = words.get(state, state).replace("{condition}", condition)
-            shown.append(rf"\hyperref[claim:{cid}]{{{word}}}")
+    for head, cells in table_rows(table, by_id):
+        shown = ["" if cell is None else rf"\hyperref[claim:{cell[1]}]{{{cell[0]}}}"
+                 for cell in cells]
         lines.append(head + " & " + " & ".join(shown) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{center}"]
-    legend = "; ".join(rf"{word.replace('{condition}', table.first_condition())} {text}"
-                       for _, word, text in table.words)
+    legend = "; ".join(f"{word} {text}" for word, text in table_legend(table))
     lines.append(r"{\small " + table.caption + " " + legend + ".}")
     return "\n".join(lines)
 

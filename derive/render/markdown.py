@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from ..core import Result, all_assumptions
-from .common import (cell_verdict, evidence_rows, failing_sizes, implementation_check,
-                     sizes_phrase, verdict_phrase)
+from .common import (evidence_rows, failing_sizes, implementation_check, sizes_phrase,
+                     table_legend, table_rows, verdict_phrase)
 from .latex import equation_tex, tex, value_tex
 
 _INLINE = [(r"\\emph\{([^{}]*)\}", r"*\1*"), (r"\\textbf\{([^{}]*)\}", r"**\1**"),
@@ -95,26 +95,17 @@ def _math(latex_text: str) -> str:
 def verdict_table_md(table, by_id) -> list[str]:
     """A ``VerdictTable`` as a Markdown table, group headers folded into the column headers,
     each cell its word and the claim that decides it; the legend below."""
-    words = {state: word for state, word, _ in table.words}
     heads = []
     for head, count in table.groups or ((None, len(table.columns)),):
         heads += [head] * count
     columns = [f"{_math(h)}: {_math(c)}" if h else _math(c)
                for h, c in zip(heads, table.columns)]
     out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for head, cells in table.rows:
-        shown = []
-        for cell in cells:
-            if not cell:
-                shown.append("")
-                continue
-            state, condition, cid = cell_verdict(cell, by_id)
-            word = _math(words.get(state, state).replace("{condition}", condition))
-            shown.append(f"[{word}](#{cid})")     # the claim's anchor (claim_md)
+    for head, cells in table_rows(table, by_id):
+        # each word links to its claim's anchor (claim_md)
+        shown = ["" if cell is None else f"[{_math(cell[0])}](#{cell[1]})" for cell in cells]
         out.append(f"| {_math(head)} | " + " | ".join(shown) + " |")
-    legend = "; ".join(f"{_math(word.replace('{condition}', table.first_condition()))} "
-                       f"{prose(text)}"
-                       for _, word, text in table.words)
+    legend = "; ".join(f"{_math(word)} {prose(text)}" for word, text in table_legend(table))
     return out + ["", f"{prose(table.caption)} {legend}.", ""]
 
 
