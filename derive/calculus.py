@@ -26,7 +26,7 @@ from sympy.core.function import FunctionClass
 
 __all__ = [
     "Batch", "SampleIndex", "Mean", "BatchSum", "Held", "Grad", "activation", "held", "release",
-    "is_reduction", "BOUND_INDICES", "Axis",
+    "is_reduction", "BOUND_INDICES", "Axis", "Statistic", "unname",
 ]
 
 # Canonical bound indices, one per nesting depth.  They are Dummies with fixed dummy_index so
@@ -153,6 +153,59 @@ class Held(sp.Expr):
 
     def _eval_is_real(self):
         return self.args[0].is_real
+
+
+class Statistic(sp.Expr):
+    """A closed batch statistic (mu_B, sigma^2_B) kept as one symbol while a proof computes.
+
+    Its value and its derivative are its definition's (the derivative is taken through the
+    definition, so mu_B's is (1/N) sum_j delta_jk), but expanding and field arithmetic treat it
+    as an atom: a derivation keeps sigma^2_B where the paper writes it, instead of writing it
+    out as E[x^2] - E[x]^2.  It lives only inside proofs: statements never contain it, and the
+    printers and the explicit layer read it as its definition.
+    """
+
+    is_commutative = True
+    is_Atom = True   # sp.expand, together, cancel and the reducer do not look inside
+
+    def __new__(cls, definition):
+        return sp.Expr.__new__(cls, sp.sympify(definition))
+
+    @property
+    def definition(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def free_symbols(self):
+        return self.args[0].free_symbols
+
+    def _eval_derivative(self, v):
+        return sp.diff(self.args[0], v)
+
+    def _eval_is_real(self):
+        return self.args[0].is_real
+
+    def _eval_is_positive(self):
+        return self.args[0].is_positive
+
+    def _eval_is_nonnegative(self):
+        return self.args[0].is_nonnegative
+
+    def _latex(self, printer):
+        return printer._print(self.args[0])
+
+    def _sympystr(self, printer):
+        return printer._print(self.args[0])
+
+
+def unname(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every ``Statistic`` replaced by its definition (the same value)."""
+    if not isinstance(expr, sp.Basic) or not expr.has(Statistic):
+        return expr
+    if isinstance(expr, Statistic):
+        return unname(expr.args[0])
+    args = [unname(a) for a in expr.args]
+    return expr.func(*args)
 
 
 class Grad(sp.Expr):

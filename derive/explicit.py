@@ -233,6 +233,9 @@ class ExplicitBatch(Interpreter):
     def _eval__Reduction(self, expr, env, hold=False):
         return self._statistic(expr, env, hold)
 
+    def _eval_Statistic(self, expr, env, hold=False):
+        return self.visit(expr.definition, env, hold)   # a proof's name for a statistic
+
     def _eval_Held(self, expr, env, hold=False):
         inner = expr.args[0]
         if is_reduction(inner):

@@ -15,7 +15,8 @@ from typing import Callable
 
 import sympy as sp
 
-from .calculus import BatchSum, Grad, Held, Mean, SampleIndex, is_reduction
+from .calculus import (BOUND_INDICES, BatchSum, Grad, Held, Mean, SampleIndex, Statistic,
+                       is_reduction, unname)
 from .core import Step
 
 
@@ -151,6 +152,87 @@ def _algebra(expr):
     return sp.cancel(sp.together(expr)) if expr.has(sp.Pow) else sp.expand(expr)
 
 
+# -- named statistics --------------------------------------------------------------------------
+# The first proof attempt keeps each closed statistic of one input (mu_B = E[x], sigma^2_B =
+# E[(x - mu_B)^2]) as one symbol, as the paper does, and differentiates through its
+# definition; the fallback writes everything out (see ``verify.prove_part``).
+
+def _splits(e) -> bool:
+    """Linearity or a constant would rewrite this reduction (so it is not one statistic)."""
+    body, j = e.body, e.index
+    return (body.is_Add or _free_of(body, j)
+            or (body.is_Mul and any(_free_of(f, j) for f in body.args)))
+
+
+def _statistic_candidate(e) -> bool:
+    """A closed reduction of one input's samples, free of derivatives: mu_B, sigma^2_B."""
+    return (is_reduction(e) and not (e.free_symbols & set(BOUND_INDICES))
+            and not e.has(Grad, Held, sp.KroneckerDelta)
+            and len({a.base for a in e.atoms(sp.Indexed)}) == 1)
+
+
+def name_statistics(expr: sp.Expr, known=frozenset()) -> sp.Expr:
+    """``expr`` with its statistics named, innermost first.
+
+    A mean of one input is a statistic.  A mean of a linear body is split first (E[x + b] =
+    mu_B + b) and a common factor leaves it (E[(a x - a mu_B)^2] = a^2 sigma^2_B), so one
+    statistic has one name wherever it occurs.  A sum is N times its mean when that mean is
+    a statistic named here or in ``known`` (sum_j x_j = N mu_B); other sums stay sums
+    (sum_j dy_j is the gradient of beta, not a statistic of the batch).
+    """
+    means = set(known)
+
+    def node(e):
+        if not _statistic_candidate(e):
+            return None
+        if _splits(e):
+            split = _constant(_linearity(e))
+            return None if split == e else _bottom_up(split, node)
+        common = sp.factor_terms(e.body)   # E[(a x - a mu)^2] = a^2 E[(x - mu)^2]
+        if common != e.body and _splits(e.func(common, e.index, e.size)):
+            return node(e.func(common, e.index, e.size))
+        if isinstance(e, BatchSum):
+            return None
+        means.add(Statistic(e))
+        return Statistic(e)
+
+    def fold_sum(e):
+        if isinstance(e, BatchSum) and _statistic_candidate(e):
+            named = Statistic(Mean(e.body, e.index, e.size))
+            if named in means:
+                return e.size * named
+        return None
+
+    named = _bottom_up(sp.sympify(expr), node)
+    return _bottom_up(named, fold_sum)
+
+
+def _expand_summands(expr):
+    """The expansion a proof in named statistics needs, and no more: in a summand, a factor
+    that holds a Kronecker delta of the summand's own index is multiplied out, so sifting
+    can pick its terms; every other grouping stays as the paper writes it (sum_q dy_q (x_q -
+    mu_B), not sum_q dy_q x_q - mu_B sum_q dy_q)."""
+    def has_delta(e, j):
+        return any(j in d.args for d in e.atoms(sp.KroneckerDelta))
+
+    def distribute(e, j):
+        if e.is_Add:
+            return sp.Add(*[distribute(t, j) for t in e.args])
+        if e.is_Mul:
+            for n, f in enumerate(e.args):
+                if f.is_Add and has_delta(f, j):
+                    rest = sp.Mul(*(e.args[:n] + e.args[n + 1:]))
+                    return sp.Add(*[distribute(rest * t, j) for t in f.args])
+        return e
+
+    def node(e):
+        if is_reduction(e) and has_delta(e.body, e.index):
+            body = distribute(e.body, e.index)
+            return e.func(body, e.index, e.size) if body != e.body else None
+        return None
+    return _bottom_up(expr, node)
+
+
 RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("differentiate",
          r"\tfrac{\partial}{\partial v}\tfrac{1}{N}\sum_j f_j = \tfrac{1}{N}\sum_j "
@@ -177,6 +259,11 @@ RULES: dict[str, Rule] = {r.name: r for r in (
     Rule("root-of-product", r"(cX)^{p} = c^{p} X^{p}\ (c > 0)",
          "a positive factor common to every term of a radicand leaves the root",
          _roots),
+    Rule("statistic",
+         r"\tfrac{1}{N}\sum_j x_j = \mu,\ \tfrac{1}{N}\sum_j (x_j-\mu)^2 = \sigma^2,\ "
+         r"\sum_j x_j = N\mu",
+         "a batch mean of one input (mu, sigma^2) is one symbol wherever it occurs, its sum N "
+         "times it; its value and derivative are its definition's", name_statistics),
     Rule("algebra", r"\text{field arithmetic}",
          "rational-function arithmetic, closed statistics treated as atoms", _algebra),
 )}
@@ -187,23 +274,41 @@ ORDER = ("differentiate", "release-hold", "mean-as-sum", "root-of-product", "exp
 
 
 def reduce(expr: sp.Expr, deadline: Callable[[], None] | None = None,
-           max_rounds: int = 50, sums: bool | None = None) -> list[Step]:
+           max_rounds: int = 50, sums: bool | None = None,
+                  statistics=None, grouping: bool = False) -> list[Step]:
     """Apply the rules until none changes ``expr``; returns the steps (possibly empty).
 
     ``sums``: write means as sums (so that both sides of a statement with a sum meet in
-    one form); by default, when ``expr`` itself has a sum.
+    one form); by default, when ``expr`` itself has a sum.  ``statistics``: the statistics
+    named in the proof (a set, possibly empty; None: none are named); name them wherever a
+    rule writes one out (the "statistic" rule; a naming that changes
+    nothing but the name is not a step, since it prints and evaluates the same).
+    ``grouping``: expand only the summands sifting needs, so the derivation keeps the
+    paper's grouping.
     """
     steps: list[Step] = []
     current = sp.sympify(expr)
     if sums is None:
         sums = current.has(BatchSum)
     order = ORDER if sums else tuple(n for n in ORDER if n != "mean-as-sum")
+    if statistics is not None:
+        order += ("statistic",)
+        statistics = set(statistics)
     for _ in range(max_rounds):
         changed = False
         for name in order:
             if deadline:
                 deadline()
-            new = RULES[name].apply(current)
+            if grouping and name == "expand":
+                new = _expand_summands(current)
+            elif name == "statistic":
+                new = name_statistics(current, statistics)
+                statistics |= new.atoms(Statistic)
+            else:
+                new = RULES[name].apply(current)
+            if name == "statistic" and new != current and unname(new) == unname(current):
+                current = new
+                continue
             if new != current:
                 steps.append(Step(name, current, new))
                 current, changed = new, True

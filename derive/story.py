@@ -62,6 +62,9 @@ class Story:
     # ((expression, an equal expression), ...): how the printer puts statistics back where a
     # derivation wrote them out, e.g. sum_j x_j as m mu_B (identities only)
     folds: tuple = ()
+    # ((input x, its mean, radicands r, the name xhat), ...): products (x_k - mean)/sqrt(r)
+    # print as xhat_k (the paper's normalized value)
+    normalized: tuple = ()
 
     def figure_names(self) -> list[str]:
         """Every figure the story places, in the order it places them."""

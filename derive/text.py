@@ -32,6 +32,9 @@ class TextPrinter(StrPrinter):
     def _print_BatchSum(self, expr):
         return f"Σ_{self._print(expr.index)}[{self._print(expr.body)}]"
 
+    def _print_Statistic(self, expr):
+        return self._print(expr.definition)
+
     def _print_Held(self, expr):
         return f"sg({self._print(expr.args[0])})"
 

@@ -24,7 +24,8 @@ import sympy as sp
 
 from . import counterexample, deadline as _deadline, numeric, recheck
 from .axes import size_grid, sizes_text
-from .calculus import BOUND_INDICES, BatchSum, Grad, SampleIndex, is_reduction, release
+from .calculus import (BOUND_INDICES, BatchSum, Grad, SampleIndex, Statistic, is_reduction,
+                       release, unname)
 from .core import (
     PROVED,
     REFUTED,
@@ -41,7 +42,7 @@ from .core import (
 )
 from .deadline import checkpoint, time_budget
 from .explicit import ExplicitBatch, domain_values, free_indices, index_patterns
-from .rules import reduce
+from .rules import name_statistics, reduce
 from .text import text
 
 
@@ -66,14 +67,61 @@ class Settings:
 # -- symbolic ----------------------------------------------------------------------------------
 
 def prove_part(claim: Claim, n: int) -> PartProof:
+    """Reduce both sides of one equation to a normal form, in two attempts.
+
+    First with the statistics named (``rules.name_statistics``): a derivation that reads
+    like the paper's, in mu_B and sigma^2_B.  Equal normal forms in named statistics are
+    equal whatever the statistics' values, so that proves the part; different ones prove
+    nothing (the statistics are related: E[x - mu_B] = 0), and the second attempt writes
+    every statistic out, which decides the part or leaves its residual.
+    """
     eq = claim.equations[n]
     sums = eq.lhs.has(BatchSum) or eq.rhs.has(BatchSum)  # then both sides meet as sums
+    named = _named_attempt(eq, sums)
+    if named is not None:
+        return named
     lhs_steps = reduce(eq.lhs, deadline=checkpoint, sums=sums)
     rhs_steps = reduce(eq.rhs, deadline=checkpoint, sums=sums)
     lhs = lhs_steps[-1].after if lhs_steps else eq.lhs
     rhs = rhs_steps[-1].after if rhs_steps else eq.rhs
     residual = sp.factor(sp.cancel(sp.together(lhs - rhs))) if lhs != rhs else sp.S.Zero
     return PartProof(eq, lhs_steps, rhs_steps, residual)
+
+
+def left_equals_right(left, right) -> bool:
+    """Field arithmetic on the two reduced sides, reductions and statistics as atoms."""
+    return left == right or sp.cancel(sp.together(left - right)) == 0
+
+
+def _named_attempt(eq, sums) -> PartProof | None:
+    """The part proved with its statistics named, or None when it is not proved so (or there
+    is no statistic to name: the second attempt is then the same).
+
+    Each side is reduced keeping the paper's grouping (only what sifting needs is expanded),
+    and the two must then agree as rational functions of their statistics and reductions:
+    the "left - right = 0" of the derivation."""
+    sides = (eq.lhs, eq.rhs)
+    named = [name_statistics(side) for side in sides]
+    known = set().union(*(n.atoms(Statistic) for n in named))
+    if not known:
+        return None
+    named = [name_statistics(n, known) for n in named]   # a sum on one side, a mean on the other
+
+    def end(steps, start):
+        return steps[-1].after if steps else start
+
+    grouped = []
+    for side, start in zip(sides, named):
+        # naming is invisible unless it also rewrote (E[x + b] = mu_B + b): then it is a step
+        first = [Step("statistic", side, start)] if unname(start) != side else []
+        steps = first + reduce(start, deadline=checkpoint, sums=sums, statistics=known,
+                               grouping=True)
+        # the last step puts a side over one denominator: the comparison does that itself
+        grouped.append(steps[:-1] if steps and steps[-1].rule == "algebra" else steps)
+    ends = [end(s, n) for s, n in zip(grouped, named)]
+    if left_equals_right(*ends):
+        return PartProof(eq, grouped[0], grouped[1], sp.S.Zero)
+    return None
 
 
 def recheck_step(claim: Claim, step: Step, settings: Settings) -> None:

@@ -14,7 +14,8 @@ import sympy as sp
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from derive.calculus import BOUND_INDICES, Batch, BatchSum, Grad, Held, Mean, held, release
+from derive.calculus import (BOUND_INDICES, Batch, BatchSum, Grad, Held, Mean, Statistic, held,
+                             release)
 from derive.explicit import ExplicitBatch, free_indices, index_assignments
 from derive.rules import ORDER, RULES, _bottom_up, normal_form, reduce
 
@@ -129,6 +130,14 @@ TABLE = [
      a * sp.sqrt(E(u[i] ** 2) + b ** 2)),
     ("root-of-product", 1 / sp.sqrt(4 * b ** 2 + 4), 1 / (2 * sp.sqrt(b ** 2 + 1))),
     ("root-of-product", sp.sqrt(b ** 2 * c + b ** 2), sp.sqrt(b ** 2 * (c + 1))),
+    ("statistic", E(x[i]), Statistic(E(x[i]))),
+    ("statistic", E(x[i] + b), Statistic(E(x[i])) + b),
+    ("statistic", S(x[i]) * E(x[i]), N * Statistic(E(x[i])) ** 2),
+    ("statistic", S(x[i]) + S(u[i] * v[i]), S(x[i]) + S(u[i] * v[i])),   # no mean named: sums
+    ("statistic", E((x[i] - E(x[i])) ** 2), Statistic(E((x[i] - Statistic(E(x[i]))) ** 2))),
+    ("statistic", E((a * x[i] - a * E(x[i])) ** 2),
+     a ** 2 * Statistic(E((x[i] - Statistic(E(x[i]))) ** 2))),
+    ("statistic", E(u[i] * v[i]) + E(delta(i, k) * u[i]), E(u[i] * v[i]) + E(delta(i, k) * u[i])),
     ("algebra", (b ** 2 - 1) / (b - 1), b + 1),
     ("algebra", (b + 1) * (b - 1), b ** 2 - 1),
 ]
@@ -391,11 +400,31 @@ def for_algebra(d):
     return (p + q) * (r - s)
 
 
+def for_statistic(d):
+    """Statistics of one input: plain, shifted, scaled, nested (a variance), or summed."""
+    base = d.pick((u, x))
+    shift = d.pick((sp.S.Zero, b, c * N, 2 * a))
+    scale = d.pick((sp.S.One, a, 2 * b))
+    value = scale * base[i] + shift
+    mean = E(value)
+    form = d.pick(("mean", "sum", "variance", "power", "in-context"))
+    if form == "sum":          # a sum is N times its mean where that mean is named
+        return S(value) * d.pick((mean, E(base[i])))
+    if form == "variance":
+        return E((value - mean) ** 2)
+    if form == "power":
+        return E(base[i] ** d.pick((2, 3))) * mean
+    if form == "in-context":   # beside a reduction of two inputs, which stays as it is
+        return S(u[i] * v[i] * mean) + term(d, 1) * mean
+    return mean
+
+
 BUILDERS = {
     "differentiate": for_differentiate, "release-hold": for_release_hold,
     "mean-as-sum": for_mean_as_sum, "expand": for_expand, "linearity": for_linearity,
     "mean-of-constant": for_mean_of_constant, "sifting": for_sifting,
     "root-of-product": for_root_of_product, "algebra": for_algebra,
+    "statistic": for_statistic,
 }
 
 
@@ -520,6 +549,11 @@ def _drop_the_denominator(expr):
     return sp.numer(sp.together(expr))
 
 
+def _a_sum_named_as_its_mean(expr):   # sum_j x_j = mu_B, the N dropped
+    return RULES["statistic"].apply(_bottom_up(
+        expr, lambda e: Mean(e.body, e.index, e.size) if isinstance(e, BatchSum) else None))
+
+
 MUTANTS = {
     "differentiate": _differentiate_through_a_hold,
     "release-hold": release,       # also beneath a derivative: d/db sg(E[x+b]) = 0 becomes 1
@@ -530,6 +564,7 @@ MUTANTS = {
     "sifting": _sifting_without_the_mean,
     "root-of-product": _roots_of_any_factor,
     "algebra": _drop_the_denominator,
+    "statistic": _a_sum_named_as_its_mean,
 }
 MUTANT_DRAWS = 60
 

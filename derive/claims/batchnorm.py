@@ -636,6 +636,7 @@ nothing happens.""",
                     r"Network Training by Reducing Internal Covariate Shift, ICML 2015, "
                     r"arXiv:1502.03167.",),
         folds=_folds(),
+        normalized=((x, mu, (var + eps, var + eps_ge0, VAR + eps, VAR + eps_ge0), h),),
         abbreviations=((sp.sqrt(VAR + eps), "s"), (sp.sqrt(VAR + eps_ge0), "s"),
                        (sp.sqrt(VAR), r"\sigma_{\mathcal B}"),
                        (mu, r"\mu_{\mathcal B}"), (var, r"\sigma^{2}_{\mathcal B}"),

@@ -13,7 +13,7 @@ import re
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..calculus import BatchSum, Grad, Held, Mean
+from ..calculus import BatchSum, Grad, Held, Mean, unname
 from ..core import PROVED, REFUTED, Result, all_assumptions, error_bound
 from ..rules import RULES
 from .common import (Story, failing_sizes, implementation_check, library_versions,
@@ -29,10 +29,15 @@ class BatchLatexPrinter(LatexPrinter):
 
     abbreviations: dict = {}
     folds: dict = {}
+    # ((input x, its mean, the radicands r of its scale sqrt(r), the name xhat), ...): a
+    # product holding x_k - mean and 1/sqrt(r) prints xhat_k in their place
+    normalized: tuple = ()
 
     def doprint(self, expr, **kwargs):
         # a story's folds put its statistics back where a rule wrote them out (sum x_j as
         # m mu_B): an identity, so the printed line is the same expression in the paper's terms
+        # a proof's named statistics print as what they name, so the story's names apply
+        expr = unname(expr)
         if self.folds:
             expr = expr.xreplace(self.folds)
         return super().doprint(expr, **kwargs)
@@ -40,6 +45,59 @@ class BatchLatexPrinter(LatexPrinter):
     def _print(self, expr, **kwargs):
         name = self.abbreviations.get(expr) if isinstance(expr, sp.Basic) else None
         return name if name is not None else super()._print(expr, **kwargs)
+
+    # a statistic printed by its name is one symbol: 2 mu_B, not 2 (mu_B)
+    def _named(self, expr) -> bool:
+        return isinstance(expr, sp.Basic) and expr in self.abbreviations
+
+    def parenthesize(self, item, level, is_neg=False, strict=False):
+        if self._named(item):
+            return self.abbreviations[item]
+        return super().parenthesize(item, level, is_neg, strict)
+
+    def _print_Mul(self, expr, **kwargs):
+        folded = self._normalize(expr)
+        return self._print(folded) if folded is not None else super()._print_Mul(expr, **kwargs)
+
+    def _normalize(self, expr):
+        """``expr`` with (x_k - mu)/sqrt(r) written xhat_k, one root per centered factor, or
+        None when there is nothing to fold (an identity: the value is the same)."""
+        for base, mean, radicands, name in self.normalized:
+            factors = list(expr.args)
+            centered = [n for n, f in enumerate(factors) if f.is_Add
+                        and isinstance(f + mean, sp.Indexed) and (f + mean).base == base]
+            for n, f in enumerate(factors):
+                if not (centered and f.is_Pow and f.base in radicands and f.exp.is_Rational
+                        and f.exp.q in (1, 2) and f.exp < 0):
+                    continue
+                pairs = min(len(centered), -2 * f.exp)
+                for c in centered[:pairs]:
+                    factors[c] = name[(factors[c] + mean).indices]
+                power = f.exp + sp.Rational(pairs, 2)
+                root = self.abbreviations.get(sp.sqrt(f.base))
+                # what is left of 1/r^k prints as a power of the root's name: 1/s^2
+                factors[n] = (sp.Symbol(root) ** (2 * power) if root and power.is_integer
+                              else sp.Pow(f.base, power))
+                return sp.Mul(*factors)
+        return None
+
+    def _print_Pow(self, expr, **kwargs):
+        # (sigma^2 + eps)^(3/2) = s^3 when the story names the root s
+        if expr.exp.is_Rational and expr.exp.q == 2 and expr.exp.p != 1:
+            name = self.abbreviations.get(sp.sqrt(expr.base))
+            if name is not None:
+                power = expr.exp.p
+                if power == -1:
+                    return rf"\frac{{1}}{{{name}}}"
+                return (rf"\frac{{1}}{{{name}^{{{-power}}}}}" if power < 0
+                        else rf"{name}^{{{power}}}")
+        return super()._print_Pow(expr, **kwargs)
+
+    def _needs_mul_brackets(self, expr, first=False, last=False) -> bool:
+        return not self._named(expr) and super()._needs_mul_brackets(expr, first, last)
+
+    def _needs_add_brackets(self, expr) -> bool:
+        return not self._named(expr) and super()._needs_add_brackets(expr)
 
     def _reduction(self, expr, prefix):
         body = self._print(expr.body)
@@ -156,16 +214,19 @@ def tex(expr) -> str:
 
 
 @contextlib.contextmanager
-def abbreviated(pairs, folds=()):
+def abbreviated(pairs, folds=(), normalized=()):
     """Print each expression of ``pairs`` ((expr, latex), ...) as its name inside the block,
-    and first replace each expression of ``folds`` ((expr, equal expr), ...) by its equal."""
-    saved = _PRINTER.abbreviations, _PRINTER.folds
+    first replace each expression of ``folds`` ((expr, equal expr), ...) by its equal, and
+    write each normalized value of ``normalized`` by its name (``BatchLatexPrinter``)."""
+    saved = _PRINTER.abbreviations, _PRINTER.folds, _PRINTER.normalized
     _PRINTER.abbreviations = {sp.sympify(e): name for e, name in pairs}
     _PRINTER.folds = {sp.sympify(e): sp.sympify(v) for e, v in folds}
+    _PRINTER.normalized = tuple((b, sp.sympify(m), tuple(sp.sympify(r) for r in rs), n)
+                                for b, m, rs, n in normalized)
     try:
         yield
     finally:
-        _PRINTER.abbreviations, _PRINTER.folds = saved
+        _PRINTER.abbreviations, _PRINTER.folds, _PRINTER.normalized = saved
 
 
 def equation_tex(eq) -> str:
@@ -619,7 +680,7 @@ def log_appendix(results, settings, timings: bool = False) -> list[str]:
 
 
 def document(story: Story, results: list[Result], settings, timings: bool = False) -> str:
-    with abbreviated(story.abbreviations, story.folds):
+    with abbreviated(story.abbreviations, story.folds, story.normalized):
         return _document(story, results, settings, timings)
 
 
