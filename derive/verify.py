@@ -103,7 +103,7 @@ def _named_attempt(eq, sums) -> PartProof | None:
     sides = (eq.lhs, eq.rhs)
     named = [name_statistics(side) for side in sides]
     known = set().union(*(n.atoms(Statistic) for n in named))
-    if not known:
+    if not known and all(unname(n) == side for n, side in zip(named, sides)):
         return None
     named = [name_statistics(n, known) for n in named]   # a sum on one side, a mean on the other
 
@@ -377,7 +377,12 @@ def _instance_sizes(claim: Claim, inst) -> tuple:
     return tuple(sizes.get(a, m) for a, m in claim.minimums().items())
 
 
-def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = None) -> Evidence:
+def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = None,
+                  shrink: bool = True) -> Evidence:
+    """Random and Hypothesis instances in float64.  Hypothesis shrinks a failure only when it
+    is news (``shrink`` and no random instance failed): where another layer has already seen
+    the statement fail, the exact counterexample is the small instance, and the first
+    failure Hypothesis draws is reported as drawn."""
     t0 = time.perf_counter()
     worst, failures, count, cache, outside = 0.0, [], 0, {}, 0
     for inst in numeric.random_instances(claim, settings.random_instances):
@@ -392,8 +397,10 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
             failures.append((err, inst))
         else:
             worst = max(worst, err)
-    h_count, h_worst, h_fail = numeric.hypothesis_check(claim, settings.hypothesis_examples,
-                                                        deadline=deadline)
+    shrink = shrink and not failures
+    h_count, h_worst, h_fail = numeric.hypothesis_check(
+        claim, settings.hypothesis_examples, deadline=deadline,
+        shrink_steps=numeric.SHRINK_STEPS if shrink else 0)
     if count + h_count == 0:
         return Evidence("numeric", False, "not run: the time budget was spent", {},
                         time.perf_counter() - t0, holds=None)
@@ -406,8 +413,9 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         "error": "|lhs - rhs| / (1 + max(|lhs|, |rhs|)), float64",
     }
     if h_fail is not None:
-        details["hypothesis"]["shrunk_failure"] = numeric.instance_json(h_fail)
-        details["hypothesis"]["shrunk_error"] = numeric.instance_error(claim, h_fail, cache)
+        how = "shrunk" if shrink else "first"
+        details["hypothesis"][f"{how}_failure"] = numeric.instance_json(h_fail)
+        details["hypothesis"][f"{how}_error"] = numeric.instance_error(claim, h_fail, cache)
     failed = bool(failures) or h_fail is not None
     if failures:   # private: where the random instances failed (``check`` takes it out)
         details[FAILING_SIZES] = sorted({_instance_sizes(claim, inst) for _, inst in failures},
@@ -421,7 +429,7 @@ def numeric_layer(claim: Claim, settings: Settings, deadline: float | None = Non
         # count printed anywhere agrees
         bad = len(failures) + (h_fail is not None)
         summary = (f"fails on {bad} of {total} instances ({len(failures)} of {count} random"
-                   + (f"; Hypothesis shrinks its failure to "
+                   + (f"; Hypothesis {'shrinks its failure to' if shrink else 'fails first at'} "
                       f"{numeric.sizes_phrase(claim, h_fail)}" if h_fail else "") + ")")
     return Evidence("numeric", not failed, summary, details, time.perf_counter() - t0,
                     holds=not failed)
@@ -664,8 +672,11 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
     symbolic = bounded("symbolic", symbolic_run)
     explicit = bounded("explicit", lambda: explicit_layer(
         claim, replace(settings, explicit_budget=left(settings.explicit_budget))))
-    num = bounded("numeric", lambda: numeric_layer(claim, settings, monotonic_deadline()))
-    extra = corroborating_layers(claim, settings, monotonic_deadline())
+    # a failure is shrunk only where it is news: not once a layer before has seen one
+    num = bounded("numeric", lambda: numeric_layer(claim, settings, monotonic_deadline(),
+                                                   shrink=explicit.holds is not False))
+    extra = corroborating_layers(claim, settings, monotonic_deadline(),
+                                 shrink=explicit.holds is not False and num.holds is not False)
     hints = failure_hints(claim, [explicit, num] + extra)
     thin = _too_little(claim, settings, explicit, num)
     cex_ev = None
@@ -723,9 +734,10 @@ def failure_hints(claim: Claim, evidence) -> list:
             elif ev.kind == "numeric":
                 for n in (private or ())[:3]:
                     add(n, "a random instance of the numeric layer")
-                shrunk = (d.get("hypothesis") or {}).get("shrunk_failure")
+                drawn = d.get("hypothesis") or {}
+                shrunk = drawn.get("shrunk_failure") or drawn.get("first_failure")
                 if shrunk:
-                    add(_json_sizes(shrunk, axes), "the instance Hypothesis shrank")
+                    add(_json_sizes(shrunk, axes), "the instance Hypothesis found")
             elif isinstance((d.get("failure") or {}).get("instance"), dict):
                 add(_json_sizes(d["failure"]["instance"], axes), f"the {ev.kind} layer")
         except (TypeError, ValueError, KeyError, AttributeError):
@@ -831,15 +843,17 @@ def _decide(symbolic, explicit, numeric, corroborating, thin, counterexample, re
         f"was found {searched or f'up to N = {max_size}'}{also}", residual)
 
 
-def corroborating_layers(claim: Claim, settings: Settings,
-                         deadline: float | None = None) -> list[Evidence]:
+def corroborating_layers(claim: Claim, settings: Settings, deadline: float | None = None,
+                         shrink: bool = True) -> list[Evidence]:
     """Evidence beyond the three core layers, for the claims it applies to: autograd in each
     installed framework (``frameworks``, with the corroborations the claim attaches to a
     framework's layer), then each corroboration the claim declares as a layer of its own
     (``Claim.corroborations``: simulated training runs checked against the claim's closed
     form are kind "simulation", which ``settings.simulation`` switches off).  A layer that
     finds the claim failing makes a proof undecided; a layer that does not apply, or whose
-    framework is absent, adds nothing."""
+    framework is absent, adds nothing.  ``shrink``: the frameworks shrink a failure (False
+    once another layer has seen the statement fail: their first failure is then reported as
+    drawn)."""
     out: list[Evidence] = []
     if settings.frameworks and (deadline is None or time.monotonic() < deadline):
         from . import frameworks
@@ -848,7 +862,7 @@ def corroborating_layers(claim: Claim, settings: Settings,
         if names:
             t0 = time.perf_counter()
             try:   # the same instances in every framework: drawing them is the cost
-                out += frameworks.layers(claim, names, settings, deadline)
+                out += frameworks.layers(claim, names, settings, deadline, shrink=shrink)
             except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
                 out += [_could_not_run(n, err, time.perf_counter() - t0) for n in names]
     for c in claim.corroborations:

@@ -244,3 +244,34 @@ def test_hypothesis_draws_do_not_depend_on_what_the_process_imported():
     numeric.hypothesis_check(claim, 5, error=error)
     assert seen and set(seen) == {0}
     assert len(providers._get_local_constants().floats) > 0   # and is back afterwards
+
+
+# -- a failure is shrunk only where it is news -------------------------------------------------
+
+def _square_of_mean_claim():
+    u_, i_ = B.samples("u"), B.index("i")
+    return Claim("false.square-of-mean", "the mean of the square is the square of the mean", B,
+                 (Equation(B.mean(u_[i_] ** 2, i_), B.mean(u_[i_], i_) ** 2),))
+
+
+def test_hypothesis_shrinks_a_failure_no_layer_has_seen():
+    from derive.verify import Settings, numeric_layer
+    claim = _square_of_mean_claim()
+    alone = numeric_layer(claim, Settings(random_instances=0), shrink=True)
+    assert "shrunk_failure" in alone.details["hypothesis"]
+    assert "Hypothesis shrinks its failure to N = 2" in alone.summary
+
+
+def test_a_failure_seen_before_is_reported_as_drawn_not_shrunk():
+    from derive.verify import Settings, check, numeric_layer
+    claim = _square_of_mean_claim()
+    told = numeric_layer(claim, Settings(random_instances=0), shrink=False)
+    assert "first_failure" in told.details["hypothesis"]
+    assert "Hypothesis fails first at" in told.summary
+    # the random instances fail first: Hypothesis is not asked to shrink what they found
+    seen = numeric_layer(claim, Settings(), shrink=True)
+    assert seen.details["random"]["failures"] > 0 and "first_failure" in seen.details["hypothesis"]
+    # and in a whole check, the explicit layer's failure is enough
+    result = check(claim, Settings(frameworks=(), random_instances=0))
+    [num] = [e for e in result.evidence if e.kind == "numeric"]
+    assert result.verdict.status == "refuted" and "first_failure" in num.details["hypothesis"]

@@ -64,7 +64,7 @@ def _blind_layers(monkeypatch):
     monkeypatch.setattr(verify, "explicit_layer", lambda c, s: Evidence(
         "explicit", True, "blind", agree, holds=True))
     many = {"random": {"instances": 100}, "hypothesis": {"instances": 100}}
-    monkeypatch.setattr(verify, "numeric_layer", lambda c, s, d=None: Evidence(
+    monkeypatch.setattr(verify, "numeric_layer", lambda c, s, d=None, shrink=True: Evidence(
         "numeric", True, "blind", many, holds=True))
 
 
@@ -183,7 +183,7 @@ def test_an_explicit_layer_that_disagrees_makes_a_proof_undecided(monkeypatch):
 
 
 def test_a_numeric_layer_that_disagrees_makes_a_proof_undecided(monkeypatch):
-    monkeypatch.setattr(verify, "numeric_layer", lambda c, s, d=None: Evidence(
+    monkeypatch.setattr(verify, "numeric_layer", lambda c, s, d=None, shrink=True: Evidence(
         "numeric", False, "fails on 2 of 30 random instances",
         {"random": {"instances": 30}, "hypothesis": {"instances": 20}}, holds=False))
     result = check(TRUE, FAST)

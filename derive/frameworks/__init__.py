@@ -324,12 +324,15 @@ class _Run:
         return worst
 
 
-def layers(claim: Claim, names, settings, deadline: float | None = None) -> list[Evidence]:
+def layers(claim: Claim, names, settings, deadline: float | None = None,
+           shrink: bool = True) -> list[Evidence]:
     """Each named framework's evidence for a gradient claim, on the same instances.
 
     One Hypothesis run draws every instance once and evaluates it in each framework (drawing
     a batch of 64 costs more than evaluating it); an instance fails when any framework's
-    comparison fails, and Hypothesis shrinks it for all of them.
+    comparison fails, and Hypothesis shrinks it for all of them -- unless ``shrink`` is
+    False (another layer has already seen the statement fail), when the first failure is
+    reported as drawn.
     """
     t0 = time.perf_counter()
     runs = [_Run(claim, backend(name)) for name in names]
@@ -344,7 +347,9 @@ def layers(claim: Claim, names, settings, deadline: float | None = None) -> list
     count, _, failure = numeric.hypothesis_check(
         claim, settings.framework_examples,
         max_size=AXIS_MAX if _several_axes(claim) else MAX_SIZE, deadline=deadline,
-        error=error, tolerance=tolerance)
+        error=error, tolerance=tolerance, shrink_steps=numeric.SHRINK_STEPS if shrink else 0)
+    if not shrink:
+        failure = None   # as drawn: each framework reports its own first failure
     shared = (time.perf_counter() - t0 - sum(r.seconds for r in runs)) / len(runs)
     return [_evidence(claim, r, count, failure, r.seconds + shared) for r in runs]
 
