@@ -65,7 +65,7 @@ def claim_rows(args, cache: Path, goal: str) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-cold", action="store_true",
-                        help="leave out the cold report (about 80 s on 2 cores)")
+                        help="leave out the cold report (about 2 min on 2 cores)")
     parser.add_argument("--axes-only", action="store_true",
                         help="only the claims over several axes (a few seconds)")
     args = parser.parse_args()
@@ -78,7 +78,7 @@ def main() -> None:
         cache, out = Path(tmp, "cache"), Path(tmp, "out")
         report = ["report", "--out", str(out), "--quiet"]
         if not args.skip_cold:
-            rows.append(("derive report, every layer, both reports, PDFs, cold cache",
+            rows.append(("derive report, every layer, all three reports, PDFs, cold cache",
                          timed(report, cache, out), "<= 15 s (moonshot 5 s)"))
         else:
             timed(report, cache, out)

@@ -82,11 +82,12 @@ def test_every_proved_gradient_claim_carries_passing_framework_evidence(cert, bu
         assert len(found) == 1, cid
         e = found[0]
         assert e["ok"], (cid, e["summary"])
-        assert e["dtype"] == "float64" and e["instances"] >= 20
+        assert e["dtype"] == "float64"
         if cert[cid]["verdict"] == "proved":
-            assert e["max_error_below"] <= e["tolerance"]
-        else:
-            assert e["failure"]["error"] > e["tolerance"]
+            assert e["instances"] >= 20 and e["max_error_below"] <= e["tolerance"]
+        else:   # refuted before: the framework's first failure is enough, reported as drawn
+            assert e["instances"] >= 1 and e["failure"]["error"] > e["tolerance"]
+            assert "(as drawn)" in e["summary"]
     compact = next(e for e in cert["bn.backward.compact"]["evidence"] if e["kind"] == framework)
     assert compact["operator"]["instances"] >= 20
     if framework == "torch":
