@@ -165,9 +165,9 @@ def _splits(e) -> bool:
 
 
 def _statistic_candidate(e) -> bool:
-    """A closed reduction of one input's samples, free of derivatives: mu_B, sigma^2_B."""
-    return (is_reduction(e) and not (e.free_symbols & set(BOUND_INDICES))
-            and not e.has(Grad, Held, sp.KroneckerDelta)
+    """A reduction of one input's samples, free of derivatives: mu_B, sigma^2_B, or a
+    statistic per sample E_j[x_{n,j}] whose n an outer reduction binds."""
+    return (is_reduction(e) and not e.has(Grad, Held, sp.KroneckerDelta)
             and len({a.base for a in e.atoms(sp.Indexed)}) == 1)
 
 
@@ -180,7 +180,8 @@ def name_statistics(expr: sp.Expr, known=frozenset()) -> sp.Expr:
     a statistic named here or in ``known`` (sum_j x_j = N mu_B); other sums stay sums
     (sum_j dy_j is the gradient of beta, not a statistic of the batch).
     """
-    means = set(known)
+    expr = sp.sympify(expr)
+    means = set(known) | expr.atoms(Statistic)
 
     def node(e):
         if not _statistic_candidate(e):
@@ -203,7 +204,7 @@ def name_statistics(expr: sp.Expr, known=frozenset()) -> sp.Expr:
                 return e.size * named
         return None
 
-    named = _bottom_up(sp.sympify(expr), node)
+    named = _bottom_up(expr, node)
     return _bottom_up(named, fold_sum)
 
 

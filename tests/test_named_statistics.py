@@ -126,3 +126,15 @@ def test_the_batchnorm_printer_writes_xhat_s_and_named_statistics():
             r"2 \delta_{i k} \mu_{\mathcal B}"
     # outside the story, the same values are written out
     assert r"\hat x" not in tex((bn_x[k_] - bn_mu) / bn_s)
+
+
+def test_a_statistic_per_sample_is_named_under_the_sum_that_binds_its_sample():
+    # LayerNorm's mean E_c[x_{n,c}] inside a sum over n: named there, and after sifting
+    # picks n = m it is mu_m, the statistic of sample m
+    from derive.claims import normalization
+    claim = next(c for c in normalization.claims() if c.id == "family.ln.backward")
+    parts, evidence = verify.symbolic_layer(claim, Settings(budget=60))
+    steps = _steps(parts)
+    assert evidence.holds and all(s.ok for s in steps)
+    differentiated = next(s for s in steps if s.rule == "differentiate")
+    assert differentiated.after.has(Statistic)
