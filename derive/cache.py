@@ -40,6 +40,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import pickle
 import platform
@@ -55,7 +56,7 @@ from sympy.core.function import FunctionClass, UndefinedFunction
 from sympy.printing.repr import ReprPrinter
 
 from .calculus import Batch, SampleIndex
-from .core import UNDECIDED, Claim, Result
+from .core import PROVED, REFUTED, UNDECIDED, Claim, Result
 
 FORMAT = 1
 LIBRARIES = ("sympy", "mpmath", "numpy", "hypothesis", "torch", "jax", "jaxlib")
@@ -394,6 +395,43 @@ def transient(result: Result) -> bool:
         for e in result.evidence)
 
 
+# -- summaries: what `derive list` prints, read without loading a proof ------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """A result's verdict and its layers' agreement, stored beside the result under its key:
+    loading 107 results with their proofs takes seconds, reading their summaries does not."""
+
+    id: str
+    status: str
+    layers: tuple      # ((kind, agrees), ...) in the result's order
+    seconds: float
+
+    @staticmethod
+    def of(result) -> "Summary":
+        if isinstance(result, Summary):
+            return result
+        return Summary(result.id, result.verdict.status,
+                       tuple((e.kind, bool(e.ok)) for e in result.evidence), result.seconds)
+
+    def dumps(self) -> bytes:
+        return json.dumps({"id": self.id, "status": self.status,
+                           "layers": [list(layer) for layer in self.layers],
+                           "seconds": self.seconds}, sort_keys=True).encode()
+
+    @staticmethod
+    def loads(data: bytes, claim: Claim) -> "Summary":
+        """The summary in ``data``, checked to be one of ``claim``'s (ValueError otherwise)."""
+        d = json.loads(data)
+        layers = d["layers"]
+        if not (d["id"] == claim.id and d["status"] in (PROVED, REFUTED, UNDECIDED)
+                and isinstance(d["seconds"], (int, float))
+                and all(isinstance(k, str) and isinstance(ok, bool) for k, ok in layers)):
+            raise ValueError("not a summary of this claim")
+        return Summary(d["id"], d["status"], tuple((k, ok) for k, ok in layers),
+                       float(d["seconds"]))
+
+
 # -- entries on disk ---------------------------------------------------------------------------
 
 class _Envelope(pickle.Unpickler):
@@ -515,8 +553,26 @@ class Cache:
             except Exception:  # noqa: BLE001 -- a result that cannot be pickled is not stored
                 return False
         self._write("result", key, payload)
+        self._write("summary", key, Summary.of(result).dumps())
         self._remember(result, payload)
         return True
+
+    def get_summary(self, claim: Claim, settings, key: str | None = None) -> Summary | None:
+        """The summary of the stored result of ``check(claim, settings)``, or None: where it
+        or the result entry beside it is missing, or it does not load as this claim's."""
+        key = key or self.key(claim, settings)
+        if key is None or not self._path("result", key).is_file():
+            return None
+        payload = self._read("summary", key)
+        try:
+            found = Summary.loads(payload, claim) if payload is not None else None
+        except Exception:  # noqa: BLE001 -- corrupt or foreign: not trusted
+            found = None
+        if found is not None:
+            self.hits += 1
+            self._served.add(id(found))
+            self._keep.append(found)
+        return found
 
     def served(self, result: Result) -> bool:
         return id(result) in self._served

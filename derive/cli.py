@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cache import Summary
 from .claims import TOPICS
 from .collect import UsageError
 from .core import DeriveError
@@ -225,10 +226,11 @@ def _progress(quiet: bool, cache=None, topics=None):
             name, current[0], current[1] = starts[n]
             print(f"{name}:", file=sys.stderr, flush=True)
         shown, of = (n - current[0], current[1]) if topics else (n, total)
-        agree = sum(e.ok for e in result.evidence)
         cached = ", from the cache" if cache is not None and cache.served(result) else ""
-        print(f"[{shown}/{of}] {result.id:<36} {result.verdict.status:<9} "
-              f"({agree}/{len(result.evidence)} layers agree, {result.seconds:.2f} s{cached})",
+        s = Summary.of(result)
+        agree = sum(ok for _, ok in s.layers)
+        print(f"[{shown}/{of}] {s.id:<36} {s.status:<9} "
+              f"({agree}/{len(s.layers)} layers agree, {s.seconds:.2f} s{cached})",
               file=sys.stderr, flush=True)
     return report
 
@@ -444,17 +446,38 @@ def cmd_list(args) -> int:
         claims += found
         settings += [replace(getattr(topic, "SETTINGS", Settings()),
                              frameworks=args.frameworks)] * len(found)
-    results = check_many(claims, settings, _jobs(args), _progress(args.quiet, cache), cache,
-                         _announce(args.quiet or cache is None))
+    # what is stored is read as summaries (the verdicts, not the proofs); the rest is checked
+    summaries = [cache.get_summary(c, s) if cache is not None else None
+                 for c, s in zip(claims, settings)]
+    todo = [n for n, found in enumerate(summaries) if found is None]
+    announce = _announce(args.quiet or cache is None)
+    progress = _progress(args.quiet, cache)
+    shown = [0]   # progress lines go out in the claim order, stored ones between the checked
+
+    def show_until(end):
+        while shown[0] < end:
+            if progress:
+                progress(shown[0] + 1, len(claims), summaries[shown[0]])
+            shown[0] += 1
+
+    def checked(k, _, result):
+        summaries[todo[k - 1]] = result
+        show_until(todo[k - 1] + 1)
+
+    stored = len(claims) - len(todo)
+    check_many([claims[n] for n in todo], [settings[n] for n in todo], _jobs(args), checked,
+               cache, lambda cached, _: announce(stored + cached, len(claims)))
+    show_until(len(claims))
+    summaries = [Summary.of(r) for r in summaries]
     rows = [("claim", "verdict", "expected", "evidence")]
-    for r in results:
-        rows.append((r.id, r.verdict.status, r.claim.expected or "-",
-                     ", ".join(f"{e.kind} {'ok' if e.ok else 'NO'}" for e in r.evidence)))
+    for s, claim in zip(summaries, claims):
+        rows.append((s.id, s.status, claim.expected or "-",
+                     ", ".join(f"{kind} {'ok' if ok else 'NO'}" for kind, ok in s.layers)))
     widths = [max(len(row[c]) for row in rows) for c in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
-    return EXIT_OK if all(r.verdict.status == (r.claim.expected or r.verdict.status)
-                          for r in results) else EXIT_FAIL
+    return EXIT_OK if all(s.status == (c.expected or s.status)
+                          for s, c in zip(summaries, claims)) else EXIT_FAIL
 
 
 def main(argv=None) -> int:

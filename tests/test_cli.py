@@ -133,3 +133,38 @@ def test_without_derive_cache_a_test_run_leaves_the_users_cache_alone(tmp_path, 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     proc = run("check", "examples/rmsnorm_shift.py", "--frameworks", "none", "--jobs", "1")
     assert proc.returncode == 1 and not (tmp_path / "xdg").exists()
+
+
+def test_list_reads_stored_verdicts_without_loading_the_proofs(monkeypatch, capsys,
+                                                                private_cache):
+    from derive import cache, cli, verify
+    calls = []
+    monkeypatch.setattr(verify, "check", _fake_check(calls))
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    first = capsys.readouterr()
+    summaries = sorted((private_cache / "summary").iterdir())
+    assert len(summaries) == len(calls) == 9
+
+    def no_proofs(data, claim):
+        raise AssertionError("a result was loaded")
+    monkeypatch.setattr(cache, "loads_result", no_proofs)
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    second = capsys.readouterr()
+    assert second.out == first.out and len(calls) == 9
+    assert "9 of 9 claims from the cache" in second.err
+    assert second.err.count("from the cache)") == 9
+
+
+def test_a_corrupt_or_foreign_summary_is_not_trusted(monkeypatch, capsys, private_cache):
+    from derive import cache, cli, verify
+    calls = []
+    monkeypatch.setattr(verify, "check", _fake_check(calls))
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    first = capsys.readouterr().out
+    entries = sorted((private_cache / "summary").iterdir())
+    entries[0].write_bytes(b"not an entry")                     # corrupt
+    other = cache._unpack(entries[2].read_bytes(), "summary", entries[2].stem)
+    entries[1].write_bytes(cache._pack("summary", entries[1].stem, other))   # another claim's
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    # both are read from their results instead (loaded, not checked again), and say the same
+    assert capsys.readouterr().out == first and len(calls) == 9
