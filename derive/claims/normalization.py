@@ -559,6 +559,23 @@ def _abbreviations():
     return tuple(pairs)
 
 
+def _normalized():
+    """Each norm's (x - mu)/s, written xhat with every index wherever a derivation or a
+    statement holds it (``Story.normalized``): one entry per mean of ``PLACES``."""
+    xhat = N.samples(r"\hat x")
+    out = []
+    for norm, entries in PLACES.items():
+        if norm == "rms":
+            continue   # no mean: RMSNorm's yhat is abbreviated whole
+        position = {"bn": 0, "ln": 1, "in": 2, "gn": 2}[norm]
+        for entry in entries:
+            index = entry.indices[position]
+            var = variance(entry, index)
+            out.append((x, Batch(index.axis).mean(entry, index),
+                        (var + eps, var + eps_ge0), xhat))
+    return tuple(out)
+
+
 def story():
     from ..story import Section, Story
     from . import bn_second_order, family_mutants
@@ -622,6 +639,7 @@ $x$.""",
                     tuple(c.id for c in family_mutants.claims())),
         ),
         abbreviations=_abbreviations(),
+        normalized=_normalized(),
         references=(r"[BN] S. Ioffe, C. Szegedy. Batch Normalization: Accelerating Deep "
                     r"Network Training by Reducing Internal Covariate Shift. ICML 2015.",
                     r"[LN] J. L. Ba, J. R. Kiros, G. E. Hinton. Layer Normalization. 2016.",
