@@ -275,15 +275,15 @@ ORDER = ("differentiate", "release-hold", "mean-as-sum", "root-of-product", "exp
 
 
 def reduce(expr: sp.Expr, deadline: Callable[[], None] | None = None,
-           max_rounds: int = 50, sums: bool | None = None,
-                  statistics=None, grouping: bool = False) -> list[Step]:
+           max_rounds: int = 50, sums: bool | None = None, statistics=None,
+           grouping: bool = False) -> list[Step]:
     """Apply the rules until none changes ``expr``; returns the steps (possibly empty).
 
     ``sums``: write means as sums (so that both sides of a statement with a sum meet in
     one form); by default, when ``expr`` itself has a sum.  ``statistics``: the statistics
     named in the proof (a set, possibly empty; None: none are named); name them wherever a
-    rule writes one out (the "statistic" rule; a naming that changes
-    nothing but the name is not a step, since it prints and evaluates the same).
+    rule writes one out (the "statistic" rule; a naming that changes nothing but the name is
+    not a step, since it prints and evaluates the same).
     ``grouping``: expand only the summands sifting needs, so the derivation keeps the
     paper's grouping.
     """

@@ -524,7 +524,9 @@ bias at all ({{claim:family.rms.shift}}); LayerNorm is exactly RMSNorm after cen
 $\epsilon > 0$ a scale $a$ acts as a change of $\epsilon$ to $\epsilon/a^2$."""
 
 
-# where each norm's statistics are printed by name: the entries its claims normalize
+# where each norm's statistics are printed by name: the entries its claims normalize, and
+# the position of the index each norm reduces over
+REDUCED_AT = {"bn": 0, "ln": 1, "rms": 1, "in": 2, "gn": 2}
 PLACES = {"bn": (x[n, c], x[m, c], x[n, d], x[m, d]), "ln": (x[n, c], x[m, c]),
           "rms": (x[n, c], x[m, c]), "in": (x[n, c, h], x[m, d, h], x[m, d, p]),
           "gn": (x[n, q, k], x[m, r_, k], x[m, r_, l_])}
@@ -538,7 +540,7 @@ def _abbreviations():
     from . import bn_second_order as f
     pairs = [(f.mu, r"\mu_{\mathcal B}"), (f.var, r"\sigma^{2}_{\mathcal B}"), (f.s, "s")]
     for norm, entries in PLACES.items():
-        position = {"bn": 0, "ln": 1, "rms": 1, "in": 2, "gn": 2}[norm]
+        position = REDUCED_AT[norm]
         for entry in entries:
             index = entry.indices[position]
             per = ",".join(sp.latex(t) for n_, t in enumerate(entry.indices) if n_ != position)
@@ -567,9 +569,8 @@ def _normalized():
     for norm, entries in PLACES.items():
         if norm == "rms":
             continue   # no mean: RMSNorm's yhat is abbreviated whole
-        position = {"bn": 0, "ln": 1, "in": 2, "gn": 2}[norm]
         for entry in entries:
-            index = entry.indices[position]
+            index = entry.indices[REDUCED_AT[norm]]
             var = variance(entry, index)
             out.append((x, Batch(index.axis).mean(entry, index),
                         (var + eps, var + eps_ge0), xhat))
