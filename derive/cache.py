@@ -118,6 +118,13 @@ class _Canonical(ReprPrinter):
             self.foreign.append(f"{cls.__module__}.{cls.__qualname__}")
         return f"{cls.__module__}.{cls.__qualname__}"
 
+    # SymPy keeps the arguments of a sum and a product sorted canonically (Basic.compare):
+    # printed in that order, without srepr's re-sorting, which was most of a key's time
+    def _print_Add(self, expr, order=None):
+        return f"{type(expr).__name__}(" + ", ".join(self._print(a) for a in expr.args) + ")"
+
+    _print_Mul = _print_Add
+
     def _print_Symbol(self, expr):
         assumptions = sorted(expr._assumptions_orig.items())
         if expr.is_Dummy:
@@ -411,6 +418,8 @@ class Summary:
     def of(result) -> "Summary":
         if isinstance(result, Summary):
             return result
+        if isinstance(result, Stored):
+            return result.summary
         return Summary(result.id, result.verdict.status,
                        tuple((e.kind, bool(e.ok)) for e in result.evidence), result.seconds)
 
@@ -430,6 +439,46 @@ class Summary:
             raise ValueError("not a summary of this claim")
         return Summary(d["id"], d["status"], tuple((k, ok) for k, ok in layers),
                        float(d["seconds"]))
+
+
+class Stored:
+    """A result held by the cache and not loaded yet (``Cache.peek``): its ``claim``, its
+    ``summary`` and the digest of its stored bytes, which key the documents rendered from it.
+    ``load()`` unpickles it, once; any other attribute is the loaded result's.  A report whose
+    documents are cached never loads it: loading 107 results takes seconds."""
+
+    def __init__(self, cache: "Cache", claim: Claim, settings, key: str, payload: bytes,
+                 summary: Summary):
+        self.claim, self.summary = claim, summary
+        self._cache, self._settings, self._key, self._payload = cache, settings, key, payload
+        self._result: Result | None = None
+
+    @property
+    def id(self) -> str:
+        return self.claim.id
+
+    def load(self) -> Result:
+        """The result itself.  Bytes that pass the envelope's checks and still do not load
+        (they cannot, short of a bug) are not trusted: the claim is checked again."""
+        if self._result is None:
+            try:
+                self._result = loads_result(self._payload, self.claim)
+            except Exception:  # noqa: BLE001
+                from .verify import check
+                self._result = check(self.claim, self._settings)
+                self._cache.put(self.claim, self._settings, self._result, key=self._key)
+            self.summary = Summary.of(self._result)
+        return self._result
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
+def loaded(results) -> list:
+    """``results`` with every ``Stored`` one loaded."""
+    return [r.load() if isinstance(r, Stored) else r for r in results]
 
 
 # -- entries on disk ---------------------------------------------------------------------------
@@ -574,6 +623,26 @@ class Cache:
             self._keep.append(found)
         return found
 
+    def peek(self, claim: Claim, settings, key: str | None = None) -> "Stored | None":
+        """The stored result of ``check(claim, settings)`` as a ``Stored``, not unpickled: its
+        summary and the digest of its bytes, which is all a report needs when its documents
+        are cached too.  None where the result or its summary is missing or not trusted."""
+        key = key or self.key(claim, settings)
+        payload = self._read("result", key) if key else None
+        summary = self._read("summary", key) if payload is not None else None
+        try:
+            found = Summary.loads(summary, claim) if summary is not None else None
+        except Exception:  # noqa: BLE001 -- corrupt or foreign: not trusted
+            found = None
+        if found is None:
+            return None
+        stored = Stored(self, claim, settings, key, payload, found)
+        self.hits += 1
+        self._served.add(id(stored))
+        self._digests[id(stored)] = hashlib.sha256(payload).hexdigest()
+        self._keep.append(stored)
+        return stored
+
     def served(self, result: Result) -> bool:
         return id(result) in self._served
 
@@ -621,6 +690,6 @@ class Cache:
         self._write("pdf", key, data)
 
 
-__all__ = ["Cache", "Uncacheable", "cache_dir", "claim_material", "dumps_result",
-           "library_versions", "loads_result", "pdf_key", "result_key", "settings_material",
-           "source_hash"]
+__all__ = ["Cache", "Stored", "Summary", "Uncacheable", "cache_dir", "claim_material",
+           "dumps_result", "library_versions", "loaded", "loads_result", "pdf_key", "result_key",
+           "settings_material", "source_hash"]

@@ -267,11 +267,11 @@ def cmd_report(args) -> int:
     settings = {topic: replace(getattr(TOPICS[topic], "SETTINGS", Settings()),
                                frameworks=args.frameworks) for topic in topics}
     cache = _cache(args)
-    progress = _progress(args.quiet, cache,
-                         [(topic, len(TOPICS[topic].claims())) for topic in topics])
+    claims = {topic: TOPICS[topic].claims() for topic in topics}
+    progress = _progress(args.quiet, cache, [(topic, len(claims[topic])) for topic in topics])
     built = build_many(topics, args.out, args.format, settings, progress=progress,
                        timings=args.timings, jobs=_jobs(args), cache=cache,
-                       announce=_announce(args.quiet or cache is None))
+                       announce=_announce(args.quiet or cache is None), claims=claims)
     results, written, warnings = [], [], []
     for _, found, files, warn in built:
         results += found
@@ -281,7 +281,8 @@ def cmd_report(args) -> int:
         print(f"wrote {path}")
     for w in warnings:
         print(f"derive: {w}", file=sys.stderr)
-    bad = [r for r in results if r.claim.expected and r.verdict.status != r.claim.expected]
+    bad = [r for r in results
+           if r.claim.expected and Summary.of(r).status != r.claim.expected]
     for r in bad:
         print(f"derive: {r.id}: verdict {r.verdict.status}, catalog expects "
               f"{r.claim.expected}: {r.verdict.reason}", file=sys.stderr)

@@ -318,7 +318,7 @@ class ExplicitBatch(Interpreter):
     def _statistic_derivative(self, s, wrt):
         key = (s, wrt)
         if key not in self._derivs:
-            self._derivs[key] = sp.expand(self.total_derivative(self.definitions[s], wrt))
+            self._derivs[key] = self.total_derivative(self.definitions[s], wrt)
         return self._derivs[key]
 
     # -- deciding and evaluating -------------------------------------------------------------

@@ -69,18 +69,22 @@ def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = S
 
 
 def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progress=None,
-               timings: bool = False, jobs: int = 1, cache=None, announce=None):
+               timings: bool = False, jobs: int = 1, cache=None, announce=None, claims=None):
     """Check the claims of several topics together (so that the workers never wait for a
     topic to finish), then write each topic's report.  ``settings``: {topic: Settings},
-    default each topic's own.  ``progress(n, total, result)`` counts over all the claims.
+    default each topic's own.  ``claims``: {topic: its claims}, default built here.
+    ``progress(n, total, result)`` counts over all the claims.
     Returns [(topic, results, written, warnings)], in the order of ``topics``."""
     from .runner import check_many
     out = prepare_out_dir(out)
     settings = settings or {}
-    plan = [(t, TOPICS[t].claims(), settings.get(t) or topic_settings(t)) for t in topics]
-    claims = [c for _, found, _ in plan for c in found]
+    claims = claims or {}
+    plan = [(t, claims.get(t) or TOPICS[t].claims(), settings.get(t) or topic_settings(t))
+            for t in topics]
+    every = [c for _, found, _ in plan for c in found]
     per_claim = [s for _, found, s in plan for _ in found]
-    results = check_many(claims, per_claim, jobs, progress, cache, announce)
+    # lazily: a report whose documents are cached never loads its results (cache.Stored)
+    results = check_many(every, per_claim, jobs, progress, cache, announce, lazy=True)
     built, start = [], 0
     for topic, found, topic_set in plan:
         mine = results[start:start + len(found)]
@@ -121,20 +125,22 @@ def _figure_files(story: Story, cache=None) -> dict[str, bytes]:
     names = story.figure_names()
     if not names:
         return {}
-    from . import figures  # matplotlib: imported only for a story that has figures
-    if cache is None:
-        return figures.report_files(names)
-    from .cache import figures_key
-    try:
-        key = figures_key(names)
-    except Exception:  # noqa: BLE001 -- a matplotlib that cannot be keyed: draw them
-        return figures.report_files(names)
-    found = cache.get_files("figures", key)
+    key = None
+    if cache is not None:
+        from .cache import figures_key
+        try:
+            key = figures_key(names)
+        except Exception:  # noqa: BLE001 -- a matplotlib that cannot be keyed: draw them
+            key = None
+    found = cache.get_files("figures", key) if key else None
     if found is not None and sorted(found) == sorted(f"{n}.pdf" for n in names) \
             and all(data.startswith(b"%PDF-") for data in found.values()):
         return found
+    # the drawing module (matplotlib's figures: about a second) only to draw them
+    from . import figures
     found = figures.report_files(names)
-    cache.put_files("figures", key, found)
+    if key:
+        cache.put_files("figures", key, found)
     return found
 
 
@@ -191,6 +197,8 @@ def _documents(story: Story, results, formats, settings, timings, cache=None):
     documents = cache.get_documents(key) if key else None
     if documents is not None and ".tex" in documents:
         return documents
+    from .cache import loaded
+    results = loaded(results)
     documents = {".tex": latex.document(story, results, settings, timings).encode()}
     if "json" in formats:
         documents[".json"] = certificate.certificate(story, results, settings, timings).encode()

@@ -37,14 +37,15 @@ def default_jobs() -> int:
 
 
 def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | None = None,
-               announce=None) -> list:
+               announce=None, lazy: bool = False) -> list:
     """``[verify.check(c, s) for c in claims]``, from ``cache`` where it holds a result, the
     rest in ``jobs`` worker processes.
 
     ``settings``: one ``Settings`` for every claim, or a sequence of one per claim.
     ``progress(n, total, result)`` is called in the claim order.  ``announce(cached, total)``
     is called once, after the cache was read and before anything is checked.  Every result
-    checked here is stored in ``cache`` (``Cache.put`` decides what is kept).
+    checked here is stored in ``cache`` (``Cache.put`` decides what is kept).  ``lazy``: a
+    result the cache holds is returned as a ``cache.Stored``, loaded when first used.
     """
     claims = list(claims)
     per_claim = (list(settings) if isinstance(settings, (list, tuple))
@@ -52,8 +53,8 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
     if len(per_claim) != len(claims):
         raise ValueError("one Settings per claim, or one for all")
     keys = [cache.key(c, s) if cache is not None else None for c, s in zip(claims, per_claim)]
-    results: list = [cache.get(c, s, k) if k is not None else None
-                     for c, s, k in zip(claims, per_claim, keys)]
+    results: list = [((lazy and cache.peek(c, s, k)) or cache.get(c, s, k))
+                     if k is not None else None for c, s, k in zip(claims, per_claim, keys)]
     if announce is not None:
         announce(sum(r is not None for r in results), len(claims))
     todo = [n for n, r in enumerate(results) if r is None]

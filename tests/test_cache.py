@@ -472,3 +472,52 @@ def test_figures_are_drawn_once_for_unchanged_source_and_matplotlib(monkeypatch,
     report.write_results(story, results, _dir(tmp_path / "3"), ("tex",), SMALL,
                          cache=cache.Cache())
     assert len(drawing) == 3
+
+
+# -- a warm report loads no result ------------------------------------------------------------
+
+def _build_twice(monkeypatch, tmp_path, between=None):
+    """Write the centering report (.tex, .json) with a cold cache, then again with a warm one
+    after ``between()``: the second run's files, and how many results it loaded."""
+    monkeypatch.setattr(report, "topic_settings", lambda topic, settings=None: SMALL)
+    report.build_many(["centering"], _dir(tmp_path / "cold"), ("tex", "json"),
+                      cache=cache.Cache())
+    if between:
+        between()
+    loads = _count(monkeypatch, cache, "loads_result")
+    store = cache.Cache()
+    [(_, results, _, _)] = report.build_many(["centering"], _dir(tmp_path / "warm"),
+                                             ("tex", "json"), cache=store)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "warm").iterdir()}
+    cold = {p.name: p.read_bytes() for p in (tmp_path / "cold").iterdir()}
+    assert files == cold
+    return results, loads, store
+
+
+def test_a_warm_report_reads_summaries_and_digests_not_results(monkeypatch, tmp_path):
+    results, loads, store = _build_twice(monkeypatch, tmp_path,
+                                         lambda: forbid_checking(monkeypatch))
+    assert loads == [] and all(isinstance(r, cache.Stored) for r in results)
+    assert all(store.served(r) for r in results)
+    # what the command line reads of them: the summary, and the result itself on demand
+    r = results[0]
+    assert cache.Summary.of(r).status == r.claim.expected and loads == []
+    assert r.verdict.status == r.claim.expected and loads == ["loads_result"]
+
+
+def test_a_warm_report_whose_documents_are_gone_loads_its_results(monkeypatch, tmp_path,
+                                                                   private_cache):
+    import shutil
+    _, loads, _ = _build_twice(monkeypatch, tmp_path,
+                               lambda: shutil.rmtree(private_cache / "documents"))
+    assert len(loads) == len(centering.claims())   # rendered again, from the loaded results
+
+
+def test_a_stored_result_that_does_not_load_is_checked_again(monkeypatch, counted):
+    [claim] = claims(IDS[:1])
+    runner.check_many([claim], SMALL, cache=cache.Cache())
+    store = cache.Cache()
+    stored = store.peek(claim, SMALL)
+    assert isinstance(stored, cache.Stored) and counted == [claim.id]
+    monkeypatch.setattr(cache, "loads_result", lambda data, claim: 1 / 0)
+    assert stored.load().verdict.status == claim.expected and counted == [claim.id] * 2
