@@ -37,6 +37,13 @@ def _choices(text: str, allowed, what: str, otherwise: str = "") -> tuple[str, .
     return tuple(dict.fromkeys(items))
 
 
+def _topics(text: str) -> tuple[str, ...]:
+    """--topic: all, or a comma-separated list of topics, in the order given."""
+    if text.strip() == "all":
+        return tuple(TOPICS)
+    return _choices(text, tuple(TOPICS), "topic", ", or all")
+
+
 def _formats(text: str):
     from .report import FORMATS
     return _choices(text, FORMATS, "format")
@@ -137,8 +144,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "checked in parallel (--jobs), and a claim checked before "
                                    "is taken from the cache (--fresh: check all again); a PDF "
                                    "whose .tex did not change is not rebuilt.")
-    r.add_argument("--topic", choices=("all",) + tuple(TOPICS), default="all",
-                   help="which report to write (default: all)")
+    r.add_argument("--topic", type=_topics, default=tuple(TOPICS), metavar="LIST",
+                   help="which reports to write: a comma-separated subset of "
+                        f"{','.join(TOPICS)}, or all (default: all)")
     r.add_argument("--out", type=_out_dir, default="reports", metavar="DIR",
                    help="directory for the outputs (default: reports)")
     r.add_argument("--format", type=_formats, default=("tex", "pdf", "json"),
@@ -200,8 +208,9 @@ def _parser() -> argparse.ArgumentParser:
                                      "missing or stale there are checked (in parallel, "
                                      "--jobs), and stderr says how many came from the cache "
                                      "(--fresh: check all again).")
-    lst.add_argument("--topic", choices=["all", *TOPICS], default="all",
-                     help="whose claims to list (default: all)")
+    lst.add_argument("--topic", type=_topics, default=tuple(TOPICS), metavar="LIST",
+                     help="whose claims to list: a comma-separated subset of "
+                          f"{','.join(TOPICS)}, or all (default: all)")
     lst.add_argument("--frameworks", type=_frameworks, default=("torch", "jax"),
                      metavar="LIST", help=FRAMEWORKS_HELP)
     lst.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -263,7 +272,7 @@ def cmd_report(args) -> int:
     from .report import build_many
     from .verify import Settings
     t0 = time.perf_counter()
-    topics = list(TOPICS) if args.topic == "all" else [args.topic]
+    topics = list(args.topic)
     settings = {topic: replace(getattr(TOPICS[topic], "SETTINGS", Settings()),
                                frameworks=args.frameworks) for topic in topics}
     cache = _cache(args)
@@ -441,8 +450,7 @@ def cmd_list(args) -> int:
     # each topic's claims with the topic's settings, as `report` checks them: the two commands
     # share their cache entries
     claims, settings = [], []
-    chosen = TOPICS if args.topic == "all" else {args.topic: TOPICS[args.topic]}
-    for topic in chosen.values():
+    for topic in (TOPICS[name] for name in args.topic):
         found = topic.claims()
         claims += found
         settings += [replace(getattr(topic, "SETTINGS", Settings()),

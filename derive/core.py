@@ -13,6 +13,7 @@ those live in ``rules``, ``explicit``, ``numeric``, ``counterexample``, ``verify
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,17 +129,24 @@ class Claim:
                 raise ValueError(f"{self.id}: the smallest size of {axis} must be a whole "
                                  "number >= 1")
 
-    @property
+    # Read for every drawn instance (hundreds per claim), and a walk of every equation each
+    # time: found once.  cached_property writes the instance's __dict__ directly, which a
+    # frozen dataclass allows; equality, hashing and the cache key read only the fields.
+    @functools.cached_property
     def axes(self) -> tuple:
         """Every axis of the claim, the batch's first: (N,), or (N, C, H) for a tensor."""
         sides = [side for eq in self.equations for side in (eq.lhs, eq.rhs)]
         return axes_of(*sides, first=self.batch.size)
 
+    @functools.cached_property
+    def _minimums(self) -> tuple:
+        stated = dict(self.min_sizes)
+        return tuple((a, stated.get(a, self.min_size if a == self.batch.size else 1))
+                     for a in self.axes)
+
     def minimums(self) -> dict:
         """{axis: smallest size the assumptions allow}, in the order of ``axes``."""
-        stated = dict(self.min_sizes)
-        return {a: stated.get(a, self.min_size if a == self.batch.size else 1)
-                for a in self.axes}
+        return dict(self._minimums)
 
 
 _SIGN_TEXT = (("positive", "> 0"), ("negative", "< 0"), ("nonnegative", r"\ge 0"),

@@ -43,7 +43,18 @@ BAD = [
     (("report", "--jobs", "0"), "--jobs must be at least 1"),
     (("list", "--jobs", "two"), "'two' is not a whole number"),
     (("check", "examples/rmsnorm_shift.py", "--jobs", "-1"), "--jobs must be at least 1"),
+    (("report", "--topic", "centering,batchnrom"), "unknown topic 'batchnrom'"),
+    (("list", "--topic", ""), "unknown topic"),
 ]
+
+
+def test_topic_takes_a_list_in_the_order_given_or_all():
+    from derive import cli
+    from derive.claims import TOPICS
+    parse = cli._parser().parse_args
+    assert parse(["report", "--topic", "batchnorm,centering,batchnorm"]).topic == \
+        ("batchnorm", "centering")
+    assert parse(["list", "--topic", "all"]).topic == parse(["list"]).topic == tuple(TOPICS)
 
 
 @pytest.mark.parametrize("args,message", BAD)
