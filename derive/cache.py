@@ -32,6 +32,13 @@ and the versions the documents print (``documents_key``); and its PDF, under the
 the figures, ``pdf.py`` and the TeX tools it is built with (``pdf_key``).  The figures
 themselves are kept under the source, the versions, matplotlib's settings and the fonts it
 can choose from (``figures_key``).
+
+Two things make a run with nothing changed fast.  A result's ``Summary`` (verdict, layers) is
+stored beside it: ``derive list`` prints it, and ``report`` takes a result as a ``Stored`` (its
+summary and the digest of its bytes) and unpickles it only to render documents that are not
+cached.  And a built-in topic's claim index (ids, expected verdicts, result keys) is stored
+under everything those keys are made of except the claims themselves, which derive's source
+builds (``index_key``): ``derive list`` reads it instead of building the claims.
 """
 
 from __future__ import annotations
@@ -269,6 +276,23 @@ def result_key(claim: Claim, settings) -> str:
     return _digest(parts)
 
 
+def index_key(topic: str, settings) -> str:
+    """The key of a built-in topic's claim index: the topic, the settings and all that its
+    claims' keys are made of besides the claims, which derive's source builds."""
+    parts = ["derive index", str(FORMAT), topic, settings_material(settings), source_hash(),
+             repr(sorted(library_versions().items())), repr(sorted(environment().items()))]
+    return _digest(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexEntry:
+    """One claim of a topic's index: its id, its expected verdict and its result key."""
+
+    id: str
+    expected: str | None
+    key: str | None
+
+
 def pdf_key(tex_source: str, files: dict[str, bytes]) -> str:
     """The key of a PDF: its LaTeX source, the files it includes, how it is built (pdf.py)
     and the TeX tools it is built with."""
@@ -429,11 +453,12 @@ class Summary:
                            "seconds": self.seconds}, sort_keys=True).encode()
 
     @staticmethod
-    def loads(data: bytes, claim: Claim) -> "Summary":
-        """The summary in ``data``, checked to be one of ``claim``'s (ValueError otherwise)."""
+    def loads(data: bytes, claim_id: str) -> "Summary":
+        """The summary in ``data``, checked to be one of the claim ``claim_id``'s (ValueError
+        otherwise)."""
         d = json.loads(data)
         layers = d["layers"]
-        if not (d["id"] == claim.id and d["status"] in (PROVED, REFUTED, UNDECIDED)
+        if not (d["id"] == claim_id and d["status"] in (PROVED, REFUTED, UNDECIDED)
                 and isinstance(d["seconds"], (int, float))
                 and all(isinstance(k, str) and isinstance(ok, bool) for k, ok in layers)):
             raise ValueError("not a summary of this claim")
@@ -606,15 +631,15 @@ class Cache:
         self._remember(result, payload)
         return True
 
-    def get_summary(self, claim: Claim, settings, key: str | None = None) -> Summary | None:
-        """The summary of the stored result of ``check(claim, settings)``, or None: where it
-        or the result entry beside it is missing, or it does not load as this claim's."""
-        key = key or self.key(claim, settings)
+    def get_summary(self, claim_id: str, key: str | None) -> Summary | None:
+        """The summary of the result stored under ``key`` (``Cache.key``) for the claim
+        ``claim_id``, or None: where it or the result entry beside it is missing, or it does
+        not load as this claim's."""
         if key is None or not self._path("result", key).is_file():
             return None
         payload = self._read("summary", key)
         try:
-            found = Summary.loads(payload, claim) if payload is not None else None
+            found = Summary.loads(payload, claim_id) if payload is not None else None
         except Exception:  # noqa: BLE001 -- corrupt or foreign: not trusted
             found = None
         if found is not None:
@@ -631,7 +656,7 @@ class Cache:
         payload = self._read("result", key) if key else None
         summary = self._read("summary", key) if payload is not None else None
         try:
-            found = Summary.loads(summary, claim) if summary is not None else None
+            found = Summary.loads(summary, claim.id) if summary is not None else None
         except Exception:  # noqa: BLE001 -- corrupt or foreign: not trusted
             found = None
         if found is None:
@@ -645,6 +670,28 @@ class Cache:
 
     def served(self, result: Result) -> bool:
         return id(result) in self._served
+
+    # -- a topic's claims, by their keys ------------------------------------------------------
+    def get_index(self, topic: str, settings) -> list[IndexEntry] | None:
+        """The stored index of the built-in ``topic``'s claims checked with ``settings``, or
+        None (missing, corrupt, or not an index)."""
+        payload = self._read("index", index_key(topic, settings))
+        try:
+            rows = json.loads(payload) if payload is not None else None
+            found = [IndexEntry(*row) for row in rows] if rows is not None else None
+        except Exception:  # noqa: BLE001 -- not trusted
+            return None
+        ok = found is not None and all(
+            isinstance(e.id, str) and (e.expected is None or isinstance(e.expected, str))
+            and (e.key is None or isinstance(e.key, str)) for e in found)
+        return found if ok else None
+
+    def put_index(self, topic: str, settings, claims) -> list[IndexEntry]:
+        """Key the topic's claims (``Cache.key``), store the index and return it."""
+        found = [IndexEntry(c.id, c.expected, self.key(c, settings)) for c in claims]
+        self._write("index", index_key(topic, settings),
+                    json.dumps([list(dataclasses.astuple(e)) for e in found]).encode())
+        return found
 
     # -- rendered documents ----------------------------------------------------------------
     def documents_key(self, story, results, formats, settings, timings) -> str | None:

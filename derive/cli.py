@@ -444,20 +444,40 @@ def cmd_simulate(args) -> int:
 def cmd_list(args) -> int:
     from dataclasses import replace
 
+    from .cache import IndexEntry
     from .runner import check_many
     from .verify import Settings
     cache = _cache(args)
     # each topic's claims with the topic's settings, as `report` checks them: the two commands
-    # share their cache entries
-    claims, settings = [], []
-    for topic in (TOPICS[name] for name in args.topic):
-        found = topic.claims()
-        claims += found
-        settings += [replace(getattr(topic, "SETTINGS", Settings()),
-                             frameworks=args.frameworks)] * len(found)
+    # share their cache entries.  A topic is read from its stored index (ids, expected
+    # verdicts, keys), which derive's source determines; its claims are built only when one of
+    # them must be checked, or there is no index yet.
+    entries, settings, places, built = [], [], [], {}
+    for name in args.topic:
+        topic_settings = replace(getattr(TOPICS[name], "SETTINGS", Settings()),
+                                 frameworks=args.frameworks)
+        found = cache.get_index(name, topic_settings) if cache is not None else None
+        if found is None:
+            built[name] = TOPICS[name].claims()
+            found = (cache.put_index(name, topic_settings, built[name]) if cache is not None
+                     else [IndexEntry(c.id, c.expected, None) for c in built[name]])
+        entries += found
+        settings += [topic_settings] * len(found)
+        places += [(name, k) for k in range(len(found))]
+
+    def claim(n):
+        name, k = places[n]
+        if name not in built:
+            built[name] = TOPICS[name].claims()
+            if [c.id for c in built[name]] != [e.id for e, (t, _) in zip(entries, places)
+                                               if t == name]:
+                raise DeriveError(f"the stored index of {name} does not match its claims; "
+                                  "run again with --fresh")
+        return built[name][k]
+
     # what is stored is read as summaries (the verdicts, not the proofs); the rest is checked
-    summaries = [cache.get_summary(c, s) if cache is not None else None
-                 for c, s in zip(claims, settings)]
+    summaries = [cache.get_summary(e.id, e.key) if cache is not None else None
+                 for e in entries]
     todo = [n for n, found in enumerate(summaries) if found is None]
     announce = _announce(args.quiet or cache is None)
     progress = _progress(args.quiet, cache)
@@ -466,27 +486,27 @@ def cmd_list(args) -> int:
     def show_until(end):
         while shown[0] < end:
             if progress:
-                progress(shown[0] + 1, len(claims), summaries[shown[0]])
+                progress(shown[0] + 1, len(entries), summaries[shown[0]])
             shown[0] += 1
 
     def checked(k, _, result):
         summaries[todo[k - 1]] = result
         show_until(todo[k - 1] + 1)
 
-    stored = len(claims) - len(todo)
-    check_many([claims[n] for n in todo], [settings[n] for n in todo], _jobs(args), checked,
-               cache, lambda cached, _: announce(stored + cached, len(claims)))
-    show_until(len(claims))
+    stored = len(entries) - len(todo)
+    check_many([claim(n) for n in todo], [settings[n] for n in todo], _jobs(args), checked,
+               cache, lambda cached, _: announce(stored + cached, len(entries)))
+    show_until(len(entries))
     summaries = [Summary.of(r) for r in summaries]
     rows = [("claim", "verdict", "expected", "evidence")]
-    for s, claim in zip(summaries, claims):
-        rows.append((s.id, s.status, claim.expected or "-",
+    for s, e in zip(summaries, entries):
+        rows.append((s.id, s.status, e.expected or "-",
                      ", ".join(f"{kind} {'ok' if ok else 'NO'}" for kind, ok in s.layers)))
     widths = [max(len(row[c]) for row in rows) for c in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
-    return EXIT_OK if all(s.status == (c.expected or s.status)
-                          for s, c in zip(summaries, claims)) else EXIT_FAIL
+    return EXIT_OK if all(s.status == (e.expected or s.status)
+                          for s, e in zip(summaries, entries)) else EXIT_FAIL
 
 
 def main(argv=None) -> int:

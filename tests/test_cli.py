@@ -179,3 +179,41 @@ def test_a_corrupt_or_foreign_summary_is_not_trusted(monkeypatch, capsys, privat
     cli.main(["list", "--jobs", "1", "--topic", "centering"])
     # both are read from their results instead (loaded, not checked again), and say the same
     assert capsys.readouterr().out == first and len(calls) == 9
+
+
+def test_a_second_list_builds_no_claim_and_a_changed_source_builds_them_again(
+        monkeypatch, capsys, private_cache):
+    from derive import cache, cli, verify
+    from derive.claims import centering
+    calls = []
+    monkeypatch.setattr(verify, "check", _fake_check(calls))
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    first = capsys.readouterr().out
+    real, builds = centering.claims, []
+
+    def claims():
+        builds.append(1)
+        return real()
+    monkeypatch.setattr(centering, "claims", claims)
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    assert capsys.readouterr().out == first and builds == [] and len(calls) == 9
+    # the index is keyed by the source that builds the claims: another source, another index
+    monkeypatch.setattr(cache, "source_hash", lambda: "1" * 64)
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    assert builds == [1] and len(calls) == 18   # and their results, under new keys
+
+
+def test_a_corrupt_index_is_not_trusted(monkeypatch, capsys, private_cache):
+    from derive import cli, verify
+    from derive.claims import centering
+    calls = []
+    monkeypatch.setattr(verify, "check", _fake_check(calls))
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    first = capsys.readouterr().out
+    [index] = (private_cache / "index").iterdir()
+    index.write_bytes(index.read_bytes().replace(b"centering.affine", b"centering.afflne"))
+    builds = []
+    real = centering.claims
+    monkeypatch.setattr(centering, "claims", lambda: builds.append(1) or real())
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])
+    assert capsys.readouterr().out == first and builds == [1] and len(calls) == 9
