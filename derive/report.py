@@ -81,6 +81,10 @@ def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progre
     claims = claims or {}
     plan = [(t, claims.get(t) or TOPICS[t].claims(), settings.get(t) or topic_settings(t))
             for t in topics]
+    if cache is not None:   # what `derive list` reads to find these claims without building them
+        for topic, found, topic_set in plan:
+            if cache.get_index(topic, topic_set) is None:
+                cache.put_index(topic, topic_set, found)
     every = [c for _, found, _ in plan for c in found]
     per_claim = [s for _, found, s in plan for _ in found]
     # lazily: a report whose documents are cached never loads its results (cache.Stored)

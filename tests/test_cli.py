@@ -217,3 +217,15 @@ def test_a_corrupt_index_is_not_trusted(monkeypatch, capsys, private_cache):
     monkeypatch.setattr(centering, "claims", lambda: builds.append(1) or real())
     cli.main(["list", "--jobs", "1", "--topic", "centering"])
     assert capsys.readouterr().out == first and builds == [1] and len(calls) == 9
+
+
+def test_list_after_report_builds_no_claim(monkeypatch, capsys, private_cache, tmp_path):
+    from derive import cli, verify
+    from derive.claims import centering
+    calls = []
+    monkeypatch.setattr(verify, "check", _fake_check(calls))
+    cli.main(["report", "--jobs", "1", "--topic", "centering", "--format", "json",
+              "--out", str(tmp_path)])
+    monkeypatch.setattr(centering, "claims", lambda: 1 / 0)
+    cli.main(["list", "--jobs", "1", "--topic", "centering"])   # (fake verdicts: exit 1)
+    assert len(calls) == 9 and "9 of 9 claims from the cache" in capsys.readouterr().err
