@@ -48,3 +48,22 @@ def pytest_configure(config):
             "CI=true, but the full test run needs what is missing here (its tests would be "
             "skipped and CI would pass without them):\n  - " + "\n  - ".join(missing)
             + "\n./bootstrap installs torch, jax and TeX; see its messages and .bootstrap.log.")
+
+
+@pytest.fixture(scope="session")
+def centering_results():
+    """The centering claims, checked once per test process with the report's settings: the
+    tests about writing a report (not about checking it) share them."""
+    from derive import runner
+    from derive.claims import centering
+    from derive.report import topic_settings
+    return runner.check_many(centering.claims(), topic_settings("centering"))
+
+
+def write_centering(results, out, formats):
+    """``report.build("centering", out, formats)`` from checked ``results``: (written,
+    warnings)."""
+    from derive import report
+    from derive.claims import centering
+    return report.write_results(centering.story(), results, out, formats,
+                                report.topic_settings("centering"))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from derive import figures, pdf, report
+from derive import figures, pdf
+
+from conftest import write_centering
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,9 +85,10 @@ def test_out_that_is_a_file_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_report_writes_its_figure_beside_the_tex_and_shows_it_with_the_answers(tmp_path):
+def test_report_writes_its_figure_beside_the_tex_and_shows_it_with_the_answers(
+        tmp_path, centering_results):
     formats = ("tex",) + (("pdf",) if pdf.tex_available() else ())
-    report.build("centering", tmp_path, formats)
+    write_centering(centering_results, tmp_path, formats)
     tex = (tmp_path / "centering.tex").read_text()
     # the drift figure sits with the answer that cites it, before the claims begin
     answer, figure = tex.index("What does the displayed equation compute"), \

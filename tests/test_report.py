@@ -17,6 +17,8 @@ from derive import pdf, report
 from derive.claims import centering
 from derive.core import DeriveError
 
+from conftest import write_centering
+
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = Path(__file__).resolve().parents[2] / "shared" / "claims.md"
 SECTION_A = {
@@ -30,11 +32,11 @@ IN_CI = os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, centering_results):
     out = tmp_path_factory.mktemp("report")
     formats = ("tex", "json", "md") + (("pdf",) if pdf.tex_available() or IN_CI else ())
-    results, written, warnings = report.build("centering", out, formats)
-    return out, results, written, warnings
+    written, warnings = write_centering(centering_results, out, formats)
+    return out, centering_results, written, warnings
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +112,19 @@ def test_report_is_reproducible_byte_for_byte(built, tmp_path):
     assert same == [True, True]
 
 
-def test_failed_write_leaves_no_partial_files(tmp_path, monkeypatch):
+def test_failed_write_leaves_no_partial_files(tmp_path, monkeypatch, centering_results):
     def broken(*args, **kwargs):
         raise DeriveError("PDF not written: LaTeX failed: ! simulated")
     monkeypatch.setattr(pdf, "build_pdf", broken)
     with pytest.raises(DeriveError):
-        report.build("centering", tmp_path, ("tex", "json", "pdf"))
+        write_centering(centering_results, tmp_path, ("tex", "json", "pdf"))
     assert list(tmp_path.iterdir()) == []
 
 
-def test_without_tex_the_tex_and_json_are_written_and_the_fix_is_named(tmp_path,
-                                                                        monkeypatch):
+def test_without_tex_the_tex_and_json_are_written_and_the_fix_is_named(tmp_path, monkeypatch,
+                                                                        centering_results):
     monkeypatch.setattr(pdf, "tex_available", lambda: False)
-    _, written, warnings = report.build("centering", tmp_path, ("tex", "json", "pdf"))
+    written, warnings = write_centering(centering_results, tmp_path, ("tex", "json", "pdf"))
     names = sorted(p.name for p in written)
     assert (names, "apt-get install texlive-latex-recommended" in warnings[0]) == \
         (["centering.json", "centering.tex", "centering.timings.json", "fig-drift.pdf"], True)
