@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from derive import deadline
+from derive import deadline, report
 from derive.calculus import Batch, Grad, held
 from derive.claims import all_claims, centering
 from derive.core import PROVED, REFUTED, UNDECIDED, Claim, Equation
@@ -155,9 +155,10 @@ FAST = Settings(random_instances=30, hypothesis_examples=20)
 
 
 @pytest.fixture(scope="module")
-def results():
-    """Each catalog claim checked once, with the default (report) settings."""
-    return {claim_id: check(claim) for claim_id, claim in CLAIMS.items()}
+def results(centering_results):
+    """Each catalog claim checked once, with the report's settings (the defaults)."""
+    assert report.topic_settings("centering") == Settings()
+    return {r.id: r for r in centering_results}
 
 
 # -- the catalog -------------------------------------------------------------------------------
