@@ -630,6 +630,12 @@ class _OutOfTime(BaseException):
     """Stops a Hypothesis run at a deadline (a BaseException, so it is not a test failure)."""
 
 
+def _untiny(v: float, lo: float, hi: float) -> float:
+    # magnitudes below TINY are drawn as 0: a complex step of STEP needs inputs far from a
+    # singularity, and a value of 1e-300 says nothing that 0 does not
+    return 0.0 if abs(v) < TINY and lo <= 0.0 <= hi else v
+
+
 def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
                      deadline: float | None = None, shrink_steps: int = SHRINK_STEPS,
                      error=None, tolerance: float = TOLERANCE):
@@ -653,10 +659,15 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
     cache: dict = {}
 
     def floats(lo, hi):
-        # magnitudes below TINY are drawn as 0: a complex step of STEP needs inputs far from
-        # a singularity, and a value of 1e-300 says nothing that 0 does not
         return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=64).map(
-            lambda v: 0.0 if abs(v) < TINY and lo <= 0.0 <= hi else v)
+            lambda v: _untiny(v, lo, hi))
+
+    def entries(lo, hi, count):
+        """``count`` floats, one array; mapped as a whole (a map per entry was an eighth of
+        this layer's time), from the same choices as ``floats``."""
+        plain = st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=64)
+        return st.lists(plain, min_size=count, max_size=count).map(
+            lambda values: [_untiny(v, lo, hi) for v in values])
 
     def judge(inst):
         """The check both properties make of a drawn instance."""
@@ -690,9 +701,8 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
         shapes = tensor_shapes(claim, bases, sizes)
         samples = {}
         for b in bases:
-            entries = math.prod(shapes[b])
-            drawn = data.draw(st.lists(floats(*value_range(claim, b)), min_size=entries,
-                                       max_size=entries), str(b))
+            count = math.prod(shapes[b])
+            drawn = data.draw(entries(*value_range(claim, b), count), str(b))
             samples[b] = np.asarray(drawn, dtype=float).reshape(shapes[b])
         values = {p: data.draw(st.integers(int(value_range(claim, p)[0]),
                                            int(value_range(claim, p)[1]))
@@ -706,8 +716,7 @@ def hypothesis_check(claim: Claim, max_examples: int, max_size: int = 10,
     @given(data=st.data())
     def property_holds(data):
         size = data.draw(st.integers(claim.min_size, max(claim.min_size, max_size)), "N")
-        samples = {b: data.draw(st.lists(floats(*value_range(claim, b)), min_size=size,
-                                         max_size=size), str(b)) for b in bases}
+        samples = {b: data.draw(entries(*value_range(claim, b), size), str(b)) for b in bases}
         values = {p: data.draw(st.integers(int(value_range(claim, p)[0]),
                                            int(value_range(claim, p)[1]))
                                if is_integer(p) else floats(*value_range(claim, p)), str(p))
