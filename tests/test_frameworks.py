@@ -193,3 +193,19 @@ def test_both_frameworks_see_the_same_instances():
                             SETTINGS)
     assert [e.holds for e in bad] == [False, False]
     assert bad[0].details["failure"]["instance"] == bad[1].details["failure"]["instance"]
+
+
+def test_the_entry_shown_does_not_hang_on_a_last_bit():
+    # LayerNorm over two channels: the two entries are +g and -g exactly, and round-off picks
+    # which of them is a bit larger; the report must show the same one on every machine
+    from derive.frameworks import _error
+    right = np.zeros(2)
+    for bigger in (0, 1):
+        left = np.array([2.25, -2.25])
+        left[bigger] *= 1 + 2 ** -52
+        worst, shown, _ = _error([(left, right)])
+        assert shown == left[0] and worst == max(abs(left)) / (1 + max(abs(left)))
+    # a clearly worse entry later on is the one shown
+    worst, shown, _ = _error([(np.array([1.0]), np.zeros(1)), (np.array([0.5, 3.0]),
+                                                                np.zeros(2))])
+    assert shown == 3.0 and worst == 0.75
