@@ -71,8 +71,9 @@ def build(topic: str, out: Path, formats=DEFAULT_FORMATS, settings: Settings = S
 def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progress=None,
                timings: bool = False, jobs: int = 1, cache=None, announce=None, claims=None):
     """Check the claims of several topics together (so that the workers never wait for a
-    topic to finish), then write each topic's report.  ``settings``: {topic: Settings},
-    default each topic's own.  ``claims``: {topic: its claims}, default built here.
+    topic to finish), and write each topic's report as soon as its claims are checked (while
+    the workers check the next topic's).  ``settings``: {topic: Settings}, default each
+    topic's own.  ``claims``: {topic: its claims}, default built here.
     ``progress(n, total, result)`` counts over all the claims.
     Returns [(topic, results, written, warnings)], in the order of ``topics``."""
     from .runner import check_many
@@ -87,16 +88,55 @@ def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progre
                 cache.put_index(topic, topic_set, found)
     every = [c for _, found, _ in plan for c in found]
     per_claim = [s for _, found, s in plan for _ in found]
-    # lazily: a report whose documents are cached never loads its results (cache.Stored)
-    results = check_many(every, per_claim, jobs, progress, cache, announce, lazy=True)
-    built, start = [], 0
+    complete_at: dict[int, list] = {}   # claims checked -> the topics complete then
+    end = 0
     for topic, found, topic_set in plan:
-        mine = results[start:start + len(found)]
-        start += len(found)
-        written, warnings = write_results(TOPICS[topic].story(), mine, out, formats,
-                                          topic_set, timings, cache)
-        built.append((topic, mine, written, warnings))
-    return built
+        end += len(found)
+        complete_at.setdefault(end, []).append((topic, found, topic_set))
+    results: list = []
+    built: dict = {}
+    drawn: dict = {}
+    rendered: dict = {topic: {} for topic, _, _ in plan}
+
+    def draw():   # the figures need no result: drawn while the workers check
+        if {"tex", "pdf"} & set(formats):
+            for topic, _, _ in plan:
+                drawn[topic] = _figure_files(TOPICS[topic].story(), cache)
+
+    def write(topic, found, topic_set):
+        mine = results[len(results) - len(found):] if found else []
+        built[topic] = (topic, mine, *write_results(TOPICS[topic].story(), mine, out, formats,
+                                                    topic_set, timings, cache,
+                                                    drawn.get(topic), rendered[topic]))
+
+    def prerender(topic, topic_set, result):
+        """A claim checked here has new bytes, so its report is rendered anew: its own parts
+        are rendered now, while the workers check the claims after it."""
+        if cache is not None and cache.served(result):
+            return
+        story = TOPICS[topic].story()
+        if {"tex", "pdf"} & set(formats):
+            rendered[topic].update(latex.claim_parts(story, result, topic_set))
+        if "json" in formats:
+            rendered[topic][("json", result.id)] = certificate.claim_json(
+                result, topic_set.budget, timings)
+
+    owner = [(topic, topic_set) for topic, found, topic_set in plan for _ in found]
+
+    for topic, found, topic_set in complete_at.pop(0, []):
+        write(topic, found, topic_set)
+
+    def checked(n, total, result):   # called in the claim order
+        results.append(result)
+        if progress:
+            progress(n, total, result)
+        prerender(*owner[n - 1], result)
+        for topic, found, topic_set in complete_at.get(n, []):
+            write(topic, found, topic_set)
+
+    # lazily: a report whose documents are cached never loads its results (cache.Stored)
+    check_many(every, per_claim, jobs, checked, cache, announce, lazy=True, meanwhile=draw)
+    return [built[topic] for topic, _, _ in plan]
 
 
 def file_story(path: Path, claims) -> Story:
@@ -161,7 +201,7 @@ def write_report(story: Story, claims, out: Path, formats=DEFAULT_FORMATS,
 
 
 def write_results(story: Story, results, out: Path, formats, settings, timings=False,
-                  cache=None):
+                  cache=None, figures=None, rendered=None):
     """Render checked results in every requested format; all files are written or none.
 
     With ``cache``, documents whose results, story and settings are unchanged are not
@@ -172,11 +212,12 @@ def write_results(story: Story, results, out: Path, formats, settings, timings=F
     except metadata.PackageNotFoundError:
         version = "(source tree)"
     story = replace(story, version=version)
-    documents = _documents(story, results, formats, settings, timings, cache)
+    documents = _documents(story, results, formats, settings, timings, cache, rendered)
     tex_source = documents[".tex"].decode()
     files: dict[Path, bytes] = {}
     warnings: list[str] = []
-    figures = _figure_files(story, cache) if {"tex", "pdf"} & set(formats) else {}
+    if figures is None:   # (``figures``: drawn before, by ``_figure_files``)
+        figures = _figure_files(story, cache) if {"tex", "pdf"} & set(formats) else {}
     # the .tex includes them by name: they are written beside it, with the report's files
     files.update({out / name: data for name, data in figures.items()})
     if "md" in formats:   # the Markdown page shows them as PNG, beside it
@@ -193,7 +234,7 @@ def write_results(story: Story, results, out: Path, formats, settings, timings=F
     return sorted(files), warnings
 
 
-def _documents(story: Story, results, formats, settings, timings, cache=None):
+def _documents(story: Story, results, formats, settings, timings, cache=None, rendered=None):
     """{suffix: bytes} of the rendered documents: ".tex" always (the PDF is built from it),
     ".json" and ".timings.json", ".md" on request.  With ``cache``, taken from it when the
     same results (by their stored bytes), story, settings and renderer rendered them before."""
@@ -203,9 +244,10 @@ def _documents(story: Story, results, formats, settings, timings, cache=None):
         return documents
     from .cache import loaded
     results = loaded(results)
-    documents = {".tex": latex.document(story, results, settings, timings).encode()}
+    documents = {".tex": latex.document(story, results, settings, timings, rendered).encode()}
     if "json" in formats:
-        documents[".json"] = certificate.certificate(story, results, settings, timings).encode()
+        documents[".json"] = certificate.certificate(story, results, settings, timings,
+                                                     rendered).encode()
         documents[".timings.json"] = certificate.timings(results).encode()
     if "md" in formats:
         documents[".md"] = markdown.document(story, results).encode()

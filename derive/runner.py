@@ -37,7 +37,7 @@ def default_jobs() -> int:
 
 
 def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | None = None,
-               announce=None, lazy: bool = False) -> list:
+               announce=None, lazy: bool = False, meanwhile=None) -> list:
     """``[verify.check(c, s) for c in claims]``, from ``cache`` where it holds a result, the
     rest in ``jobs`` worker processes.
 
@@ -46,6 +46,8 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
     is called once, after the cache was read and before anything is checked.  Every result
     checked here is stored in ``cache`` (``Cache.put`` decides what is kept).  ``lazy``: a
     result the cache holds is returned as a ``cache.Stored``, loaded when first used.
+    ``meanwhile()`` is called once the claims are with the workers, before their results are
+    awaited: work that needs no result (a report's figures) is done while they check.
     """
     claims = list(claims)
     per_claim = (list(settings) if isinstance(settings, (list, tuple))
@@ -68,6 +70,8 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
                 except Exception:  # noqa: BLE001
                     continue
                 futures[n] = pool.submit(_check_in_worker, task)
+        if meanwhile is not None:
+            meanwhile()
         for n, claim in enumerate(claims):
             payload = None
             if results[n] is None:

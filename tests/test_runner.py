@@ -163,3 +163,29 @@ def test_workers_see_the_environment_of_the_call(monkeypatch):
         monkeypatch.setenv("DERIVE_TEST_VALUE", value)
         with runner._workers(2) as pool:
             assert pool.submit(_environment, "DERIVE_TEST_VALUE").result() == value
+
+
+def test_a_report_written_while_claims_are_checked_has_the_bytes_of_one_written_after(
+        tmp_path, monkeypatch):
+    from derive.render import latex
+    monkeypatch.setattr(report, "topic_settings", lambda topic, settings=None: SMALL)
+    rendered, order = [], []
+    real_derivation, real_figures = latex.derivation_tex, report._figure_files
+    monkeypatch.setattr(latex, "derivation_tex",
+                        lambda r, s: rendered.append(r.id) or real_derivation(r, s))
+    monkeypatch.setattr(report, "_figure_files",
+                        lambda story, cache=None: order.append("figures")
+                        or real_figures(story, cache))
+    # a story that abbreviates, as the paper's do: each part is rendered in its notation
+    import dataclasses
+    story = dataclasses.replace(centering.story(), abbreviations=(
+        (centering.B.mean(centering.u[centering.i], centering.i), r"\bar u"),))
+    monkeypatch.setattr(centering, "story", lambda: story)
+    report.build_many(["centering"], tmp_path / "during", ("tex", "json"), jobs=1,
+                      progress=lambda n, total, result: order.append(n))
+    assert r"\bar u" in (tmp_path / "during" / "centering.tex").read_text()
+    # each claim's part rendered once, as it came in; the figures drawn before any came in
+    assert sorted(rendered) == sorted(c.id for c in centering.claims())
+    assert order[0] == "figures" and order[1:] == list(range(1, 10))
+    report.write_report(story, centering.claims(), tmp_path / "after", ("tex", "json"), SMALL)
+    assert files(tmp_path / "during") == files(tmp_path / "after")

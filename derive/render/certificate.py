@@ -93,7 +93,10 @@ def claim_json(result: Result, budget: float, timings: bool = False) -> dict:
     return out
 
 
-def certificate(story, results: list[Result], settings, timings: bool = False) -> str:
+def certificate(story, results: list[Result], settings, timings: bool = False,
+                rendered=None) -> str:
+    """The certificate.  ``rendered``: {("json", claim id): claim_json(...)} made before."""
+    rendered = rendered or {}
     doc = {
         "format": FORMAT_VERSION,
         "report": story.name,
@@ -104,7 +107,8 @@ def certificate(story, results: list[Result], settings, timings: bool = False) -
                     for s in ("proved", "refuted", "undecided")},
         "rules": [{"name": r.name, "latex": r.latex, "description": r.description}
                   for r in RULES.values()],
-        "claims": [claim_json(r, settings.budget, timings) for r in results],
+        "claims": [rendered.get(("json", r.id)) or claim_json(r, settings.budget, timings)
+                   for r in results],
     }
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

@@ -559,7 +559,7 @@ def derivation_tex(result: Result, settings) -> str:
     return "\n".join(lines)
 
 
-def derivations_appendix(results, settings, order) -> list[str]:
+def derivations_appendix(results, settings, order, rendered=None) -> list[str]:
     ident = ", ".join(map(str, settings.step_identity_sizes))
     points = ", ".join(map(str, settings.step_point_sizes))
     lines = [r"\section{Derivations and evidence}\label{app:derivations}",
@@ -580,7 +580,9 @@ def derivations_appendix(results, settings, order) -> list[str]:
              r"proved closed form. ``Agrees'' means the layer points the same way as the "
              r"verdict: for a refuted claim, failing instances are what refutes it."]
     by_id = {r.id: r for r in results}
-    lines += [derivation_tex(by_id[cid], settings) for cid in order]
+    rendered = rendered or {}
+    lines += [rendered.get(("derivation", cid)) or derivation_tex(by_id[cid], settings)
+              for cid in order]
     return lines
 
 
@@ -680,9 +682,20 @@ def log_appendix(results, settings, timings: bool = False) -> list[str]:
     return lines
 
 
-def document(story: Story, results: list[Result], settings, timings: bool = False) -> str:
+def document(story: Story, results: list[Result], settings, timings: bool = False,
+             rendered=None) -> str:
+    """The report.  ``rendered``: {(part, claim id): LaTeX} of the claims' parts rendered
+    before (``claim_parts``), taken as they are."""
     with abbreviated(story.abbreviations, story.folds, story.normalized):
-        return _document(story, results, settings, timings)
+        return _document(story, results, settings, timings, rendered or {})
+
+
+def claim_parts(story: Story, result: Result, settings) -> dict:
+    """The parts of ``story``'s report that are one claim's and nothing else's, rendered as
+    ``document`` renders them (a report writes them while later claims are being checked)."""
+    with abbreviated(story.abbreviations, story.folds, story.normalized):
+        return {("claim", result.id): claim_tex(result, settings),
+                ("derivation", result.id): derivation_tex(result, settings)}
 
 
 def _figure_tex(name: str, caption: str) -> str:
@@ -755,7 +768,8 @@ def cite_claims(text: str, by_id) -> str:
     return _CITE.sub(one, text)
 
 
-def _document(story: Story, results: list[Result], settings, timings: bool) -> str:
+def _document(story: Story, results: list[Result], settings, timings: bool,
+              rendered: dict) -> str:
     by_id = {r.id: r for r in results}
     n_proved = sum(r.verdict.status == PROVED for r in results)
     n_refuted = sum(r.verdict.status == REFUTED for r in results)
@@ -773,7 +787,7 @@ def _document(story: Story, results: list[Result], settings, timings: bool) -> s
         if section.table is not None:
             out.append(verdict_table_tex(section.table, by_id))
         for cid in section.claims:
-            out.append(claim_tex(by_id[cid], settings))
+            out.append(rendered.get(("claim", cid)) or claim_tex(by_id[cid], settings))
             out += [_figure_tex(name, caption) for name, caption, claim in section.figures
                     if claim == cid and name not in placed]
             placed.update(name for name, _, claim in section.figures if claim == cid)
@@ -795,7 +809,7 @@ def _document(story: Story, results: list[Result], settings, timings: bool) -> s
     order = [cid for section in story.sections for cid in section.claims]
     order += [r.id for r in results if r.id not in order]
     parts.append(r"\appendix")
-    parts.append("\n".join(derivations_appendix(results, settings, order)))
+    parts.append("\n".join(derivations_appendix(results, settings, order, rendered)))
     parts.append("\n".join(rules_appendix(results)))
     parts.append("\n".join(log_appendix(results, settings, timings)))
     parts.append(r"\end{document}")
