@@ -605,14 +605,28 @@ class Cache:
         if result is None:
             self.misses += 1
             return None
-        self.hits += 1
-        self._served.add(id(result))
-        self._remember(result, payload)
-        return result
+        return self._serve(result, payload)
 
-    def _remember(self, result: Result, payload: bytes) -> None:
-        self._digests[id(result)] = hashlib.sha256(payload).hexdigest()
-        self._keep.append(result)
+    def _serve(self, found, payload: bytes | None = None):
+        """``found`` (a result, a ``Stored`` or a ``Summary``) as one the cache answered."""
+        self.hits += 1
+        self._served.add(id(found))
+        self._remember(found, payload)
+        return found
+
+    def _remember(self, found, payload: bytes | None) -> None:
+        """Keep ``found`` (so that its id stays its own), and the digest of its bytes."""
+        if payload is not None:
+            self._digests[id(found)] = hashlib.sha256(payload).hexdigest()
+        self._keep.append(found)
+
+    def _summary(self, key: str, claim_id: str) -> Summary | None:
+        """The summary stored under ``key``, if it loads as the claim ``claim_id``'s."""
+        payload = self._read("summary", key)
+        try:
+            return Summary.loads(payload, claim_id) if payload is not None else None
+        except Exception:  # noqa: BLE001 -- corrupt or foreign: not trusted
+            return None
 
     def put(self, claim: Claim, settings, result: Result, payload: bytes | None = None,
             key: str | None = None) -> bool:
@@ -637,16 +651,8 @@ class Cache:
         not load as this claim's."""
         if key is None or not self._path("result", key).is_file():
             return None
-        payload = self._read("summary", key)
-        try:
-            found = Summary.loads(payload, claim_id) if payload is not None else None
-        except Exception:  # noqa: BLE001 -- corrupt or foreign: not trusted
-            found = None
-        if found is not None:
-            self.hits += 1
-            self._served.add(id(found))
-            self._keep.append(found)
-        return found
+        found = self._summary(key, claim_id)
+        return self._serve(found) if found is not None else None
 
     def peek(self, claim: Claim, settings, key: str | None = None) -> "Stored | None":
         """The stored result of ``check(claim, settings)`` as a ``Stored``, not unpickled: its
@@ -654,19 +660,10 @@ class Cache:
         are cached too.  None where the result or its summary is missing or not trusted."""
         key = key or self.key(claim, settings)
         payload = self._read("result", key) if key else None
-        summary = self._read("summary", key) if payload is not None else None
-        try:
-            found = Summary.loads(summary, claim.id) if summary is not None else None
-        except Exception:  # noqa: BLE001 -- corrupt or foreign: not trusted
-            found = None
+        found = self._summary(key, claim.id) if payload is not None else None
         if found is None:
             return None
-        stored = Stored(self, claim, settings, key, payload, found)
-        self.hits += 1
-        self._served.add(id(stored))
-        self._digests[id(stored)] = hashlib.sha256(payload).hexdigest()
-        self._keep.append(stored)
-        return stored
+        return self._serve(Stored(self, claim, settings, key, payload, found), payload)
 
     def served(self, result: Result) -> bool:
         return id(result) in self._served
