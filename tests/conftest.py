@@ -9,10 +9,15 @@ On a developer's machine the tests of torch, jax and the PDF skip when those are
 pass without checking them.
 """
 
+import fcntl
 import importlib
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -67,3 +72,84 @@ def write_centering(results, out, formats):
     from derive.claims import centering
     return report.write_results(centering.story(), results, out, formats,
                                 report.topic_settings("centering"))
+
+
+# -- every report, built once for the whole run, as another machine would build it -----------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def other_machine_env() -> dict[str, str]:
+    """This machine made to compute like another one."""
+    umath = np._core._multiarray_umath
+    # NumPy picks a SIMD path per function at import time; disabling every optional one
+    # makes it compute as a CPU without AVX2/AVX-512 would (another last bit for pow, log, ...)
+    simd = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    env = {**os.environ,
+           "PYTHONHASHSEED": "2718",                  # another iteration order of sets
+           "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2",
+           # XLA compiled with full optimization (fusions reorder floating-point sums)
+           "XLA_FLAGS": "--xla_backend_optimization_level=3"}
+    if simd:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(simd)
+    return env
+
+
+class Elsewhere:
+    """``derive report`` of every topic, run once per test session (whatever the number of
+    xdist workers) in a subprocess computing like another machine (``other_machine_env``),
+    with a cache of its own.  ``out`` holds its files; ``build(topic, formats)`` gives a
+    topic's checked results in this process, read from that cache: each report's claims are
+    checked once in a test run, not once per test file that needs them."""
+
+    def __init__(self, out: Path, cache: Path, env: dict[str, str]):
+        self.out, self.cache, self.env = out, cache, env
+
+    def build(self, topic: str, formats):
+        """(out, {id: result}, warnings) of ``report.build(topic)`` into a directory of its
+        own, every result from the subprocess's cache: the keys are made with its
+        environment, the one its results were computed in."""
+        from derive import cache as cache_module
+        from derive import report
+        store = cache_module.Cache(self.cache)
+        out = self.out.parent / f"{topic}-here"
+        numerics = {name: self.env.get(name) for name in cache_module.NUMERIC_ENVIRONMENT}
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cache_module, "_ENVIRONMENT", numerics)
+            results, written, warnings = report.build(topic, out, formats, cache=store)
+        assert store.misses == 0, f"{store.misses} {topic} claims were not in the cache"
+        return out, {r.id: r for r in results}, warnings
+
+
+def _formats_built() -> str:
+    from derive import pdf
+    tex = pdf.tex_available() or os.environ.get("CI") == "true"
+    return "tex,json,md" + (",pdf" if tex else "")
+
+
+@pytest.fixture(scope="session")
+def elsewhere(tmp_path_factory) -> Elsewhere:
+    # xdist's workers share the parent of their base directories: the first to get here
+    # builds (with every core), the others wait for it and read what it wrote
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    where = shared / "elsewhere"
+    env = {**other_machine_env(), "DERIVE_CACHE": str(where / "cache")}
+    with open(shared / "elsewhere.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        failed = where / "failed.txt"
+        if failed.exists():
+            pytest.fail(failed.read_text())
+        if not (where / "done").exists():
+            where.mkdir(exist_ok=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "derive", "report", "--out", str(where / "out"),
+                 "--format", _formats_built(), "--quiet"],
+                cwd=ROOT, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if proc.returncode != 0:
+                failed.write_text(f"derive report failed ({proc.returncode}): "
+                                  f"{proc.stderr[-2000:]}")
+                pytest.fail(failed.read_text())
+            (where / "done").write_text("")
+    return Elsewhere(where / "out", where / "cache", env)

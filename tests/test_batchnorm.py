@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from derive import frameworks, pdf, report
+from derive import frameworks, pdf
 from derive.claims import batchnorm as bn
 from derive.explicit import ExplicitBatch
 
@@ -35,11 +35,10 @@ IN_CI = os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("batchnorm")
+def built(elsewhere):
+    # checked once for the whole test run (conftest.Elsewhere), written here
     formats = ("tex", "json") + (("pdf",) if pdf.tex_available() or IN_CI else ())
-    results, written, warnings = report.build("batchnorm", out, formats)
-    return out, {r.id: r for r in results}, warnings
+    return elsewhere.build("batchnorm", formats)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from derive import frameworks, pdf, recheck, report
+from derive import frameworks, pdf, recheck
 from derive.claims import normalization
 from derive.render.common import cell_verdict
 
@@ -22,11 +22,10 @@ SECTIONS_E_F = {i: v for i, v in CATALOG_VERDICTS.items()
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("normalization")
+def built(elsewhere):
+    # checked once for the whole test run (conftest.Elsewhere), written here
     formats = ("tex", "json", "md") + (("pdf",) if pdf.tex_available() or IN_CI else ())
-    results, written, warnings = report.build("normalization", out, formats, jobs=1)
-    return out, {r.id: r for r in results}, warnings
+    return elsewhere.build("normalization", formats)
 
 
 @pytest.fixture(scope="module")

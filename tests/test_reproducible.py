@@ -8,43 +8,22 @@ and figures byte for byte.  Round-off may differ; it must not reach the files.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from conftest import other_machine_env
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 
 
-def other_machine_env() -> dict[str, str]:
-    """This machine made to compute like another one."""
-    umath = np._core._multiarray_umath
-    # NumPy picks a SIMD path per function at import time; disabling every optional one
-    # makes it compute as a CPU without AVX2/AVX-512 would (another last bit for pow, log, ...)
-    simd = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
-    env = {**os.environ,
-           "PYTHONHASHSEED": "2718",                  # another iteration order of sets
-           "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2",
-           # XLA compiled with full optimization (fusions reorder floating-point sums)
-           "XLA_FLAGS": "--xla_backend_optimization_level=3"}
-    if simd:
-        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(simd)
-    return env
-
-
 @pytest.fixture(scope="module")
-def rebuilt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("elsewhere")
-    proc = subprocess.run([sys.executable, "-m", "derive", "report", "--out", str(out),
-                           "--format", "tex,json", "--quiet"], cwd=ROOT,
-                          env=other_machine_env(), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
+def rebuilt(elsewhere):
+    # every report, built in a subprocess computing like another machine (conftest.Elsewhere)
+    return elsewhere.out
 
 
 def committed_files() -> list[str]:
