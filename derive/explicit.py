@@ -75,11 +75,12 @@ class ExplicitBatch(Interpreter):
         self._derivs: dict = {}
         self._samples: dict = {}
         self._zero: dict = {}   # residuals repeat across samples: decide each once
-        self._points: dict = {}  # numbers -> (definitions done, their values there)
+        self._points: dict = {}  # numbers -> {statistic: its value there}
         self._bound: dict = {}  # bound index -> its reduction's axis, while it is written out
         self._layout: dict = {}     # tensor base -> axis per position (several axes only)
         self._laid_out: set = set()
         self._nesting = 0       # > 0 while writing out the inside of a derivative
+        self._values: dict = {}  # (expr, env, hold) -> its value: a proof's steps share sides
         self.multi_axis = len(self.sizes) > 1
 
     # -- evaluation --------------------------------------------------------------------------
@@ -209,7 +210,11 @@ class ExplicitBatch(Interpreter):
                     axes = tuple(a if a is not None else b for a, b in zip(known, axes))
                 self._layout[base] = axes
             self._laid_out.add(expr)
-        return self.visit(expr, env or {}, hold)
+        # a value, once written out, stays valid: the symbols it is made of keep their meaning
+        key = (expr, frozenset((env or {}).items()), hold)
+        if key not in self._values:
+            self._values[key] = self.visit(expr, env or {}, hold)
+        return self._values[key]
 
     # -- one rule per node type (``Interpreter.visit`` finds it along the node's MRO) ---------
     # visit(expr, env, hold): ``env`` binds free and bound indices to numbers; ``hold`` asks
@@ -382,8 +387,8 @@ class ExplicitBatch(Interpreter):
     def zero_at_points(self, value: sp.Expr, points: int = 3, seed: int = 0) -> bool:
         """Is ``value`` exactly 0 at ``points`` random rational points?  (A spot check.)"""
         free = set(value.free_symbols)
-        for definition in self.definitions.values():
-            free |= definition.free_symbols
+        for s in self._needed(value):
+            free |= _free_symbols(self.definitions[s])
         free = sorted(free - self.definitions.keys(), key=sp.default_sort_key)
         rng = np.random.default_rng(seed)
         for _ in range(points):
@@ -408,17 +413,28 @@ class ExplicitBatch(Interpreter):
         ``remember``: keep the statistics' values at these numbers for the next call (the
         random points of ``zero_at_points`` recur for every residual of a batch)."""
         # one simultaneous replacement, so that 0 * (1/s) with s = 0 is nan, not 0
-        key = tuple(numbers.items()) if remember else None
-        done, stats = self._points.get(key, (0, {})) if remember else (0, {})
-        if done < len(self.definitions):
-            # definitions are only ever added, in creation order: the values found so far
-            # stay valid, and each new one is replaced with the values before it
+        stats = self._points.setdefault(tuple(numbers.items()), {}) if remember else {}
+        needed = self._needed(value)
+        if not needed <= stats.keys():
+            # a definition refers only to statistics made before it: in creation order, each
+            # is replaced with the values before it
             replace = {**numbers, **stats}
-            for s, definition in itertools.islice(self.definitions.items(), done, None):
-                stats[s] = replace[s] = definition.xreplace(replace)
-            if remember:
-                self._points[key] = (len(self.definitions), stats)
-        return value.xreplace({**numbers, **stats})
+            for s, definition in self.definitions.items():
+                if s in needed and s not in stats:
+                    stats[s] = replace[s] = definition.xreplace(replace)
+        return value.xreplace({**numbers, **{s: stats[s] for s in needed}})
+
+    def _needed(self, value: sp.Expr) -> set:
+        """The statistics ``value``'s own refer to, and those theirs refer to: only these are
+        written out at a point (a batch shared by many values holds many more)."""
+        found: set = set()
+        todo = list(value.free_symbols & self.definitions.keys())
+        while todo:
+            s = todo.pop()
+            if s not in found:
+                found.add(s)
+                todo.extend(_free_symbols(self.definitions[s]) & self.definitions.keys())
+        return found
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -49,7 +49,7 @@ from .explicit import free_indices
 from .interpret import Interpreter
 
 STEP = 1e-30          # complex-step size: no subtraction, so it can be tiny
-SHRINK_STEPS = 60     # Hypothesis shrinks a failure for at most this many examples
+SHRINK_STEPS = 100    # Hypothesis shrinks a failure for at most this many examples
 DOMAIN_MARGIN = 1e-6  # a domain expression (a variance) must exceed this in an instance
 TINY = 1e-12         # Hypothesis draws smaller magnitudes as 0
 TOLERANCE = 1e-9      # |lhs - rhs| <= TOLERANCE * (1 + max(|lhs|, |rhs|)), float64

@@ -124,43 +124,74 @@ def _named_attempt(eq, sums) -> PartProof | None:
     return None
 
 
-def recheck_step(claim: Claim, step: Step, settings: Settings) -> None:
+def recheck_step(claim: Claim, step: Step, settings: Settings,
+                 batches: dict | None = None) -> None:
     """Re-check ``before = after`` on its own, with every sum written out.
 
     As an identity at the smallest batch sizes, and exactly at random rational points at
     larger ones; a step that fails or cannot be confirmed invalidates the proof.  A claim over
     several axes is written out with every axis at the same size (at least its minimum).
+    ``batches``: the written-out batches of the claim's other steps, shared: one step's
+    ``after`` is the next one's ``before``, and is written out once.
     """
     minimums = claim.minimums()
     several = tuple(minimums.items()) if len(minimums) > 1 else None
     step.ok, checks = _recheck(step.before, step.after, claim.min_size, claim.batch.size,
                                settings.step_identity_sizes, settings.step_point_sizes,
-                               several)
+                               several, batches)
     step.checks = list(checks)
 
 
-def _step_batch(size, size_symbol, several):
-    """(batch, the extent of its free indices) at one size: every axis at ``size``."""
+def _step_batch(size, size_symbol, several, batches=None):
+    """(batch, the extent of its free indices) at one size: every axis at ``size``; the one
+    in ``batches`` when it holds one for that size."""
+    key = (size, size_symbol, several)
+    if batches is not None and key in batches:
+        return batches[key]
     if several is None:
-        return ExplicitBatch(size, size_symbol), size
-    sizes = {a: max(size, m) for a, m in several}
-    return ExplicitBatch(sizes[size_symbol], size_symbol, sizes=sizes), sizes
+        made = ExplicitBatch(size, size_symbol), size
+    else:
+        sizes = {a: max(size, m) for a, m in several}
+        made = ExplicitBatch(sizes[size_symbol], size_symbol, sizes=sizes), sizes
+    if batches is not None:
+        batches[key] = made
+    return made
 
 
-@functools.lru_cache(maxsize=4096)
-def _recheck(before, after, min_size, size_symbol, identity_sizes, point_sizes, several=None):
-    """(ok, checks) of one step: a pure function of its arguments, so a step that recurs (one
-    in six does, across the parts and claims of a report) is re-checked once.  A budget that
-    runs out raises, and nothing is remembered.  A size where the step is undefined (a
-    division by zero for every value: a variance at N = 1) says nothing and is skipped; a
-    step no size could check is checked at random points at the first size where it is
-    defined, never passed unchecked."""
+_RECHECKS: dict = {}   # the re-checks done, by step and sizes
+_RECHECKS_KEPT = 4096
+
+
+def _recheck(before, after, min_size, size_symbol, identity_sizes, point_sizes, several=None,
+             batches=None):
+    """(ok, checks) of one step, remembered by the step and the sizes: a step that recurs
+    (one in six does, across the parts and claims of a report) is re-checked once.
+    ``batches`` is only where it writes out: exact arithmetic, and points drawn from what the
+    step's own values depend on, whatever else a shared batch holds.  A budget that runs out
+    raises, and nothing is remembered."""
+    key = (before, after, min_size, size_symbol, identity_sizes, point_sizes, several)
+    if key not in _RECHECKS:
+        if len(_RECHECKS) >= _RECHECKS_KEPT:
+            _RECHECKS.clear()
+        _RECHECKS[key] = _recheck_fresh(*key, {} if batches is None else batches)
+    return _RECHECKS[key]
+
+
+_recheck.cache_clear = _RECHECKS.clear
+
+
+def _recheck_fresh(before, after, min_size, size_symbol, identity_sizes, point_sizes, several,
+                   batches):
+    """``_recheck`` itself.  A size where the step is undefined (a division by zero for
+    every value: a variance at N = 1) says nothing and is skipped; a step no size could
+    check is checked at random points at the first size where it is defined, never passed
+    unchecked."""
     indices = free_indices(before, after)
     identity, points = [], []
     name = "N" if several is None else " = ".join(sp.sstr(a) for a, _ in several)
 
     def values_at(size):
-        batch, extent = _step_batch(size, size_symbol, several)
+        batch, extent = _step_batch(size, size_symbol, several, batches)
         out = []
         for env in index_patterns(indices, extent, before, after):
             checkpoint()
@@ -215,10 +246,11 @@ def symbolic_layer(claim: Claim, settings: Settings):
     t0 = time.perf_counter()
     parts = []
     with time_budget(settings.budget, f"the symbolic proof of {claim.id}"):
+        batches: dict = {}   # the claim's steps are written out in the same batches
         for n in range(len(claim.equations)):
             part = prove_part(claim, n)
             for step in part.lhs_steps + part.rhs_steps:
-                recheck_step(claim, step, settings)
+                recheck_step(claim, step, settings, batches)
             parts.append(part)
     steps = sum(len(p.lhs_steps) + len(p.rhs_steps) for p in parts)
     zero = all(p.proved for p in parts)

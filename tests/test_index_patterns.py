@@ -275,3 +275,33 @@ def test_a_number_in_a_delta_is_a_sample_named_by_number():
     first = N.sum(delta(k, 1) * x[k], k)      # x_1, written as a sum
     cl = claim("first-as-sum", first, x[n])
     assert explicit_holds(cl, 2) is False
+
+
+# -- steps written out in shared batches (one step's after is the next one's before) -------------
+
+def test_a_false_step_fails_in_batches_shared_with_a_true_one_that_wrote_its_side_out():
+    # the true step writes (1 - delta_nm) x_n out at every pattern first (0 where n = m); the
+    # false one must not be served that value where n != m
+    _recheck.cache_clear()
+    shared: dict = {}
+    side = (1 - delta(n, m)) * x[n]
+    assert _recheck(side, side * 1, 1, N.size, (1, 2), (3,), None, shared)[0] is True
+    ok, checks = _recheck(side, sp.S.Zero, 1, N.size, (1, 2), (3,), None, shared)
+    assert ok is False and checks == ("fails at N = 2",)
+
+
+def test_a_side_two_steps_share_is_written_out_once(monkeypatch):
+    from derive.explicit import ExplicitBatch
+    _recheck.cache_clear()
+    a, b, c3 = N.mean(x[k] * 2, k), 2 * N.mean(x[k], k), N.sum(x[k], k) * 2 / N.size
+    shared: dict = {}
+    assert _recheck(a, b, 1, N.size, (1, 2), (3,), None, shared)[0] is True
+    written = []
+    original = ExplicitBatch.visit
+
+    def visit(self, expr, *args, **kwargs):
+        written.append(expr)
+        return original(self, expr, *args, **kwargs)
+    monkeypatch.setattr(ExplicitBatch, "visit", visit)
+    assert _recheck(b, c3, 1, N.size, (1, 2), (3,), None, shared)[0] is True
+    assert c3 in written and b not in written
