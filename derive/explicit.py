@@ -311,13 +311,13 @@ class ExplicitBatch(Interpreter):
 
     def total_derivative(self, value: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
         """d value / d wrt, through every statistic symbol that is not held."""
-        out = sp.diff(value, wrt)
+        out = partial(value, wrt)
         for s in value.free_symbols & self.definitions.keys():
             if s in self.held:
                 continue
             ds = self._statistic_derivative(s, wrt)
             if ds != 0:
-                out += sp.diff(value, s) * ds
+                out += partial(value, s) * ds
         return out
 
     def _statistic_derivative(self, s, wrt):
@@ -435,6 +435,39 @@ class ExplicitBatch(Interpreter):
                 found.add(s)
                 todo.extend(_free_symbols(self.definitions[s]) & self.definitions.keys())
         return found
+
+
+def partial(expr: sp.Expr, x: sp.Symbol) -> sp.Expr:
+    """d expr / d x, the same as ``sympy.diff(expr, x)`` up to how it is written.
+
+    Written-out values are large sums and products of samples and statistic symbols, and
+    SymPy's ``diff`` builds a ``Derivative`` for every node it passes through; here sums,
+    products and constant powers follow the sum, product and power rules directly (a node
+    free of ``x`` is 0 at once), and every other node -- a function, a variable exponent --
+    is left to ``sympy.diff``.  Each shared subexpression is differentiated once."""
+    memo: dict = {}
+
+    def d(e):
+        if x not in e.free_symbols:
+            return sp.S.Zero
+        if e in memo:
+            return memo[e]
+        if e == x:
+            out = sp.S.One
+        elif e.is_Add:
+            out = sp.Add(*[d(a) for a in e.args])
+        elif e.is_Mul:
+            args = e.args
+            out = sp.Add(*[sp.Mul(*args[:n], d(a), *args[n + 1:])
+                           for n, a in enumerate(args) if x in a.free_symbols])
+        elif e.is_Pow and x not in e.exp.free_symbols:
+            out = e.exp * e.base ** (e.exp - 1) * d(e.base)
+        else:
+            out = sp.diff(e, x)
+        memo[e] = out
+        return out
+
+    return d(sp.sympify(expr))
 
 
 @functools.lru_cache(maxsize=1 << 16)
