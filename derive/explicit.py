@@ -829,8 +829,10 @@ def index_patterns(indices: Iterable[sp.Symbol], sizes, *exprs):
         yield env
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _only_labels(expr) -> bool:
-    """Does ``expr`` use its indices only as labels -- a tensor's position (x[n]) or an
+    """(Once per expression: a step's sides are asked at every size, and each is a side of
+    two steps.)  Does ``expr`` use its indices only as labels -- a tensor's position (x[n]) or an
     argument of a delta between two indices (delta_nm) -- so that a relabeling of the samples
     moves nothing else?  A number in those places (x[1], delta_k1) or an index in arithmetic
     ((m - 1) x[n]) names particular samples."""
