@@ -51,7 +51,7 @@ from .interpret import Interpreter
 STEP = 1e-30          # complex-step size: no subtraction, so it can be tiny
 SHRINK_STEPS = 100    # Hypothesis shrinks a failure for at most this many examples
 DOMAIN_MARGIN = 1e-6  # a domain expression (a variance) must exceed this in an instance
-TINY = 1e-12         # Hypothesis draws smaller magnitudes as 0
+TINY = 1e-4          # Hypothesis draws smaller magnitudes as 0
 TOLERANCE = 1e-9      # |lhs - rhs| <= TOLERANCE * (1 + max(|lhs|, |rhs|)), float64
 # second derivatives (dual numbers over the complex step) are exact to rounding, like values
 # and first derivatives: the same bound holds for them
@@ -631,8 +631,10 @@ class _OutOfTime(BaseException):
 
 
 def _untiny(v: float, lo: float, hi: float) -> float:
-    # magnitudes below TINY are drawn as 0: a complex step of STEP needs inputs far from a
-    # singularity, and a value of 1e-300 says nothing that 0 does not
+    # magnitudes below TINY are drawn as 0.  An entry of 1e-7 beside entries of order 1 says
+    # nothing that 0 does not, and it makes nearly constant groups: normalizing one (epsilon
+    # = 0) loses digits to cancellation, so the error would measure float64's conditioning
+    # (2e-10 where the statement's own round-off is 1e-15), differently on every machine.
     return 0.0 if abs(v) < TINY and lo <= 0.0 <= hi else v
 
 

@@ -275,3 +275,16 @@ def test_a_failure_seen_before_is_reported_as_drawn_not_shrunk():
     result = check(claim, Settings(frameworks=(), random_instances=0))
     [num] = [e for e in result.evidence if e.kind == "numeric"]
     assert result.verdict.status == "refuted" and "first_failure" in num.details["hypothesis"]
+
+
+def test_hypothesis_draws_no_nearly_constant_group_that_would_measure_float64_instead():
+    # InstanceNorm with epsilon = 0 of x + a[n]: a group (0, 1e-7) shifted by a[n] = 3.8 is
+    # nearly constant, and normalizing it loses digits to cancellation (an error of 2e-10
+    # with tiny entries drawn).  Tiny magnitudes are drawn as 0, so the worst error is the
+    # statement's own round-off, far below the smallest error the reports print (1e-11).
+    from derive.claims import normalization
+    from derive.core import ERROR_FLOOR
+    from derive.verify import statement_scope
+    claim = next(c for c in normalization.claims() if c.id == "family.in.sample-bias")
+    count, worst, failure = numeric.hypothesis_check(statement_scope(claim).claim, 100)
+    assert failure is None and count > 50 and worst < ERROR_FLOOR / 30
