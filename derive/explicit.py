@@ -30,7 +30,7 @@ import sympy as sp
 from sympy.polys.monomials import monomial_gcd
 
 from .axes import AxisError, index_axis, layout
-from .calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex, is_reduction
+from .calculus import BOUND_INDICES, Grad, Mean, SampleIndex, is_reduction
 from .core import Unsupported
 from .deadline import checkpoint
 from .interpret import Interpreter
@@ -831,11 +831,11 @@ def index_patterns(indices: Iterable[sp.Symbol], sizes, *exprs):
 
 @functools.lru_cache(maxsize=1 << 14)
 def _only_labels(expr) -> bool:
-    """(Once per expression: a step's sides are asked at every size, and each is a side of
-    two steps.)  Does ``expr`` use its indices only as labels -- a tensor's position (x[n]) or an
+    """Does ``expr`` use its indices only as labels -- a tensor's position (x[n]) or an
     argument of a delta between two indices (delta_nm) -- so that a relabeling of the samples
     moves nothing else?  A number in those places (x[1], delta_k1) or an index in arithmetic
-    ((m - 1) x[n]) names particular samples."""
+    ((m - 1) x[n]) names particular samples.  Remembered: a step's sides are asked at every
+    size, and each side belongs to two steps."""
     if isinstance(expr, sp.Indexed):
         return all(isinstance(t, sp.Symbol) for t in expr.indices)
     if isinstance(expr, sp.KroneckerDelta):

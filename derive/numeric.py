@@ -43,7 +43,7 @@ import numpy as np
 import sympy as sp
 
 from .axes import AxisError, axes_of, index_axis, layout, sizes_text
-from .calculus import BOUND_INDICES, Grad, Held, Mean, SampleIndex
+from .calculus import BOUND_INDICES, Grad, Mean, SampleIndex
 from .core import Claim, Unsupported
 from .explicit import free_indices
 from .interpret import Interpreter

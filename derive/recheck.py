@@ -30,7 +30,7 @@ from typing import Any
 import sympy as sp
 
 from .axes import AxisError, layout
-from .calculus import BatchSum, Grad, Held, Mean, SampleIndex
+from .calculus import Grad, Mean, SampleIndex
 from .core import Claim
 from .interpret import Interpreter
 
@@ -384,4 +384,4 @@ def _nonzero(value: sp.Expr) -> tuple[bool | None, str]:
     return None, ""
 
 
-__all__ = ["Recheck", "confirm", "confirm_values", "recheck"]
+__all__ = ["Recheck", "confirm", "confirm_values"]

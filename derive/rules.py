@@ -15,8 +15,8 @@ from typing import Callable
 
 import sympy as sp
 
-from .calculus import (BOUND_INDICES, BatchSum, Grad, Held, Mean, SampleIndex, Statistic,
-                       is_reduction, unname)
+from .calculus import (BatchSum, Grad, Held, Mean, SampleIndex, Statistic, is_reduction,
+                       unname)
 from .core import Step
 
 

@@ -15,7 +15,6 @@ Time budgets (``deadline.time_budget``) work in every thread and nest.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from dataclasses import dataclass, replace
