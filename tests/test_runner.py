@@ -16,6 +16,8 @@ from derive import Batch, Claim, Equation, cache, report, runner
 from derive.claims import centering
 from derive.verify import Settings
 
+from conftest import write_centering
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Settings(frameworks=(), explicit_sizes=(1, 2, 3), random_instances=20,
                  hypothesis_examples=10, simulation=False, counterexample_max_size=3)
@@ -78,10 +80,13 @@ def test_serial_and_parallel_reports_have_the_same_bytes(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_centering_report_has_the_same_bytes_with_jobs_1_and_2(tmp_path):
-    """The report's own settings, torch and jax included."""
-    for jobs in (1, 2):
-        report.build("centering", tmp_path / str(jobs), ("tex", "json"), jobs=jobs)
+def test_the_centering_report_has_the_same_bytes_with_jobs_1_and_2(tmp_path,
+                                                                   centering_results):
+    """The report's own settings, torch and jax included; the serial check is the suite's
+    shared one (``conftest.centering_results``: ``check_many`` with one job)."""
+    (tmp_path / "1").mkdir()
+    write_centering(centering_results, tmp_path / "1", ("tex", "json"))
+    report.build("centering", tmp_path / "2", ("tex", "json"), jobs=2)
     assert files(tmp_path / "1") == files(tmp_path / "2")
 
 
