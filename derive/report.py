@@ -73,7 +73,7 @@ def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progre
     """Check the claims of several topics together (so that the workers never wait for a
     topic to finish), and write each topic's report as soon as its claims are checked (while
     the workers check the next topic's).  ``settings``: {topic: Settings}, default each
-    topic's own.  ``claims``: {topic: its claims}, default built here.
+    topic's own.  ``claims``: {topic: its claims as the topic builds them}, default built here.
     ``progress(n, total, result)`` counts over all the claims.
     Returns [(topic, results, written, warnings)], in the order of ``topics``."""
     from .runner import check_many
@@ -82,10 +82,14 @@ def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progre
     claims = claims or {}
     plan = [(t, claims.get(t) or TOPICS[t].claims(), settings.get(t) or topic_settings(t))
             for t in topics]
-    if cache is not None:   # what `derive list` reads to find these claims without building them
-        for topic, found, topic_set in plan:
-            if cache.get_index(topic, topic_set) is None:
-                cache.put_index(topic, topic_set, found)
+    # each topic's claim index (ids, expected verdicts, keys): what `derive list` reads to find
+    # these claims without building them, and the keys the claims are looked up by here
+    keys = [] if cache is not None else None
+    for topic, found, topic_set in plan if cache is not None else ():
+        index = cache.get_index(topic, topic_set)
+        if index is None or [e.id for e in index] != [c.id for c in found]:
+            index = cache.put_index(topic, topic_set, found)
+        keys += [e.key for e in index]
     every = [c for _, found, _ in plan for c in found]
     per_claim = [s for _, found, s in plan for _ in found]
     complete_at: dict[int, list] = {}   # claims checked -> the topics complete then
@@ -135,7 +139,8 @@ def build_many(topics, out: Path, formats=DEFAULT_FORMATS, settings=None, progre
             write(topic, found, topic_set)
 
     # lazily: a report whose documents are cached never loads its results (cache.Stored)
-    check_many(every, per_claim, jobs, checked, cache, announce, lazy=True, meanwhile=draw)
+    check_many(every, per_claim, jobs, checked, cache, announce, lazy=True, meanwhile=draw,
+               keys=keys)
     return [built[topic] for topic, _, _ in plan]
 
 

@@ -37,7 +37,7 @@ def default_jobs() -> int:
 
 
 def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | None = None,
-               announce=None, lazy: bool = False, meanwhile=None) -> list:
+               announce=None, lazy: bool = False, meanwhile=None, keys=None) -> list:
     """``[verify.check(c, s) for c in claims]``, from ``cache`` where it holds a result, the
     rest in ``jobs`` worker processes.
 
@@ -48,13 +48,17 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
     result the cache holds is returned as a ``cache.Stored``, loaded when first used.
     ``meanwhile()`` is called once the claims are with the workers, before their results are
     awaited: work that needs no result (a report's figures) is done while they check.
+    ``keys``: the claims' cache keys (``Cache.key``) where the caller has them already (a
+    topic's stored index).
     """
     claims = list(claims)
     per_claim = (list(settings) if isinstance(settings, (list, tuple))
                  else [settings] * len(claims))
     if len(per_claim) != len(claims):
         raise ValueError("one Settings per claim, or one for all")
-    keys = [cache.key(c, s) if cache is not None else None for c, s in zip(claims, per_claim)]
+    if keys is None or cache is None:
+        keys = [cache.key(c, s) if cache is not None else None
+                for c, s in zip(claims, per_claim)]
     results: list = [((lazy and cache.peek(c, s, k)) or cache.get(c, s, k))
                      if k is not None else None for c, s, k in zip(claims, per_claim, keys)]
     if announce is not None:

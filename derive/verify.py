@@ -141,20 +141,17 @@ def recheck_step(claim: Claim, step: Step, settings: Settings,
     step.checks = list(checks)
 
 
-def _step_batch(size, size_symbol, several, batches=None):
-    """(batch, the extent of its free indices) at one size: every axis at ``size``; the one
-    in ``batches`` when it holds one for that size."""
+def _step_batch(size, size_symbol, several, batches: dict):
+    """(batch, the extent of its free indices) at one size, every axis at ``size``: the one
+    ``batches`` holds for that size, made there first if it holds none."""
     key = (size, size_symbol, several)
-    if batches is not None and key in batches:
-        return batches[key]
-    if several is None:
-        made = ExplicitBatch(size, size_symbol), size
-    else:
-        sizes = {a: max(size, m) for a, m in several}
-        made = ExplicitBatch(sizes[size_symbol], size_symbol, sizes=sizes), sizes
-    if batches is not None:
-        batches[key] = made
-    return made
+    if key not in batches:
+        if several is None:
+            batches[key] = ExplicitBatch(size, size_symbol), size
+        else:
+            sizes = {a: max(size, m) for a, m in several}
+            batches[key] = ExplicitBatch(sizes[size_symbol], size_symbol, sizes=sizes), sizes
+    return batches[key]
 
 
 _RECHECKS: dict = {}   # the re-checks done, by step and sizes

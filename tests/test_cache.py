@@ -505,6 +505,19 @@ def test_a_warm_report_reads_summaries_and_digests_not_results(monkeypatch, tmp_
     assert r.verdict.status == r.claim.expected and loads == ["loads_result"]
 
 
+def test_a_report_keys_each_claim_once_and_a_warm_one_none(monkeypatch, tmp_path):
+    # the topic's claim index holds the keys: a cold report keys each claim once (for the
+    # index, and looks it up by that key), a warm one reads them from the index
+    keyed = _count(monkeypatch, cache, "result_key")
+    _build_twice(monkeypatch, tmp_path, lambda: keyed.clear())
+    assert keyed == []
+    keyed_cold = _count(monkeypatch, cache, "result_key")
+    monkeypatch.setattr(report, "topic_settings", lambda topic, settings=None: SMALL)
+    report.build_many(["centering"], _dir(tmp_path / "fresh"), ("tex", "json"),
+                      cache=cache.Cache(fresh=True))
+    assert len(keyed_cold) == len(centering.claims())
+
+
 def test_a_warm_report_whose_documents_are_gone_loads_its_results(monkeypatch, tmp_path,
                                                                    private_cache):
     import shutil
