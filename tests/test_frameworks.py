@@ -11,7 +11,7 @@ import sympy as sp
 from derive import Claim, Equation, Grad, frameworks, held
 from derive.claims import batchnorm as bn
 from derive.claims import centering as ce
-from derive.frameworks.program import Context, Program, standardization
+from derive.frameworks.program import Program, standardization
 from derive.verify import Settings, corroborating_layers
 
 from test_mutants import MUTANTS
@@ -209,3 +209,31 @@ def test_the_entry_shown_does_not_hang_on_a_last_bit():
     worst, shown, _ = _error([(np.array([1.0]), np.zeros(1)), (np.array([0.5, 3.0]),
                                                                 np.zeros(2))])
     assert shown == 3.0 and worst == 0.75
+
+
+# -- JAX's compile options: a speed-up that must never cost a result -------------------------
+
+def _centering_jacobian(xp):
+    """d(x[i] - mean x)/dx[k] at (1, 4, -2): the centering matrix I - 1/3."""
+    x, i, k = ce.x, ce.i, ce.k
+    return evaluate(xp, Grad(ce.B.center(x[i], i), x[k]), {x: [1.0, 4.0, -2.0]}, indices=[i, k])
+
+
+def test_jax_compiles_with_its_options_only_when_the_user_set_no_xla_flags(monkeypatch):
+    pytest.importorskip("jax", reason=f"jax is not installed: {frameworks.INSTALL['jax']}")
+    from derive.frameworks.backends import XLA_DEFAULT_FLAGS, XLA_DEFAULT_OPTIONS, JaxBackend
+    monkeypatch.setenv("XLA_FLAGS", XLA_DEFAULT_FLAGS)
+    assert JaxBackend().compile_options == XLA_DEFAULT_OPTIONS
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
+    assert JaxBackend().compile_options == {}
+
+
+def test_a_compile_option_xla_refuses_is_dropped_and_the_value_is_still_computed(monkeypatch):
+    pytest.importorskip("jax", reason=f"jax is not installed: {frameworks.INSTALL['jax']}")
+    from derive.frameworks.backends import JaxBackend
+    monkeypatch.setenv("XLA_FLAGS", frameworks.backends.XLA_DEFAULT_FLAGS)
+    xp = JaxBackend()
+    xp.compile_options = {"xla_no_such_option_anywhere": True}
+    assert _centering_jacobian(xp) == pytest.approx(np.eye(3) - 1 / 3, abs=1e-12)
+    assert xp.compile_options == {}   # ... and every later program compiles without it
+    assert _centering_jacobian(xp) == pytest.approx(np.eye(3) - 1 / 3, abs=1e-12)
