@@ -8,8 +8,11 @@ in the claim order, as each claim's turn comes (a claim that finishes early wait
 before it).
 
 Workers are started by the "forkserver" method: a clean server process imports ``derive``
-once and forks each worker from it, so no worker inherits the threads of an imported torch or
-JAX (fork is unsafe then) and none pays the import of SymPy again.  A claim that cannot be
+once and forks each worker from it, so no worker inherits the threads of this process (fork
+is unsafe with a running torch or JAX) and none pays the import of SymPy again.  When the
+claims will be checked in PyTorch or JAX, the server imports those too (``preload``): an
+import starts no thread (their thread pools and XLA's backend start on first use, in the
+worker), and the seconds each import takes are paid once, not once per worker.  A claim that cannot be
 sent to a worker (it does not pickle), or whose worker fails, is checked in this process, at
 its turn.  ``jobs=1`` checks everything here, in order, as ``verify.check_all`` does.
 """
@@ -17,6 +20,7 @@ its turn.  ``jobs=1`` checks everything here, in order, as ``verify.check_all`` 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import pickle
@@ -30,6 +34,7 @@ from . import verify
 from .cache import Cache, dumps_result, loads_result
 
 PRELOAD = ["derive.verify", "derive.cache"]   # imported once by the fork server
+FRAMEWORK_MODULES = {"torch": ["torch"], "jax": ["jax", "jax.numpy"]}
 
 
 def default_jobs() -> int:
@@ -65,7 +70,9 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
         announce(sum(r is not None for r in results), len(claims))
     todo = [n for n, r in enumerate(results) if r is None]
     futures: dict[int, Future] = {}
-    with _workers(min(jobs, len(todo))) as pool:
+    modules = (preload([claims[n] for n in todo], [per_claim[n] for n in todo])
+               if min(jobs, len(todo)) > 1 else ())
+    with _workers(min(jobs, len(todo)), modules) as pool:
         if pool is not None:
             for n in todo:
                 try:   # pickled here, so that a claim that cannot be sent stays here
@@ -85,6 +92,16 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
             if progress:
                 progress(n + 1, len(claims), results[n])
     return results
+
+
+def preload(claims, settings) -> list[str]:
+    """The modules the fork server imports: ``derive``'s, and the frameworks (installed ones)
+    that some of ``claims`` will be checked in."""
+    from .frameworks import applies
+    wanted = {name for claim, s in zip(claims, settings) for name in s.frameworks
+              if name in FRAMEWORK_MODULES and applies(claim)}
+    return PRELOAD + [module for name in sorted(wanted) if importlib.util.find_spec(name)
+                      for module in FRAMEWORK_MODULES[name]]
 
 
 def _outcome(future: Future | None, claim, settings):
@@ -133,14 +150,16 @@ def _terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def _workers(jobs: int):
+def _workers(jobs: int, modules=()):
     """A pool of ``jobs`` workers, or None for ``jobs <= 1``; stopped on leaving, at once
-    when leaving by an exception (Ctrl-C): pending claims are cancelled, workers ended."""
+    when leaving by an exception (Ctrl-C): pending claims are cancelled, workers ended.
+    ``modules``: what the fork server imports (``preload``; it starts once per process, so
+    the first pool's choice stays)."""
     if jobs <= 1:
         yield None
         return
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(list(modules) or PRELOAD)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
                                initargs=(dict(os.environ), os.getpid()))
     # SIGTERM, like Ctrl-C, stops the workers before this process ends

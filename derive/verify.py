@@ -83,7 +83,9 @@ def prove_part(claim: Claim, n: int) -> PartProof:
     rhs_steps = reduce(eq.rhs, deadline=checkpoint, sums=sums)
     lhs = lhs_steps[-1].after if lhs_steps else eq.lhs
     rhs = rhs_steps[-1].after if rhs_steps else eq.rhs
-    residual = sp.factor(sp.cancel(sp.together(lhs - rhs))) if lhs != rhs else sp.S.Zero
+    # factor puts the difference over one denominator itself, and cancels the factors the
+    # numerator and denominator share: a together and a cancel before it were paid twice
+    residual = sp.factor(lhs - rhs) if lhs != rhs else sp.S.Zero
     return PartProof(eq, lhs_steps, rhs_steps, residual)
 
 

@@ -194,3 +194,20 @@ def test_a_report_written_while_claims_are_checked_has_the_bytes_of_one_written_
     assert order[0] == "figures" and order[1:] == list(range(1, 10))
     report.write_report(story, centering.claims(), tmp_path / "after", ("tex", "json"), SMALL)
     assert files(tmp_path / "during") == files(tmp_path / "after")
+
+
+def test_the_fork_server_imports_the_frameworks_that_some_claim_is_checked_in(monkeypatch):
+    by_id = {c.id: c for c in centering.claims()}
+    gradient, plain = by_id["centering.full-gradient"], by_id["centering.affine"]
+    both, torch_only = Settings(), Settings(frameworks=("torch",))
+    monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name: object())
+    assert runner.preload([gradient, plain], [both, both]) == \
+        runner.PRELOAD + ["jax", "jax.numpy", "torch"]
+    assert runner.preload([gradient], [torch_only]) == runner.PRELOAD + ["torch"]
+    # no claim with a derivative, or no framework asked for: nothing but derive
+    assert runner.preload([plain], [both]) == runner.PRELOAD
+    assert runner.preload([gradient], [Settings(frameworks=())]) == runner.PRELOAD
+    # a framework that is not installed is not imported
+    monkeypatch.setattr(runner.importlib.util, "find_spec",
+                        lambda name: None if name == "jax" else object())
+    assert runner.preload([gradient], [both]) == runner.PRELOAD + ["torch"]
