@@ -12,7 +12,9 @@ once and forks each worker from it, so no worker inherits the threads of this pr
 is unsafe with a running torch or JAX) and none pays the import of SymPy again.  When the
 claims will be checked in PyTorch or JAX, the server imports those too (``preload``): an
 import starts no thread (their thread pools and XLA's backend start on first use, in the
-worker), and the seconds each import takes are paid once, not once per worker.  A claim that cannot be
+worker), and the seconds each import takes are paid once, not once per worker.  Checked in
+this process, the claims find the frameworks imported before the first of them, as in a
+worker: each claim's time is its own.  A claim that cannot be
 sent to a worker (it does not pickle), or whose worker fails, is checked in this process, at
 its turn.  ``jobs=1`` checks everything here, in order, as ``verify.check_all`` does.
 """
@@ -70,8 +72,12 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
         announce(sum(r is not None for r in results), len(claims))
     todo = [n for n, r in enumerate(results) if r is None]
     futures: dict[int, Future] = {}
-    modules = (preload([claims[n] for n in todo], [per_claim[n] for n in todo])
-               if min(jobs, len(todo)) > 1 else ())
+    modules = preload([claims[n] for n in todo], [per_claim[n] for n in todo]) if todo else []
+    if min(jobs, len(todo)) <= 1:
+        # checked here: the frameworks are imported before the first claim, as a worker has
+        # them, so that its time is its own and not the imports' (about 2 s)
+        for module in modules:
+            importlib.import_module(module)
     with _workers(min(jobs, len(todo)), modules) as pool:
         if pool is not None:
             for n in todo:

@@ -211,3 +211,19 @@ def test_the_fork_server_imports_the_frameworks_that_some_claim_is_checked_in(mo
     monkeypatch.setattr(runner.importlib.util, "find_spec",
                         lambda name: None if name == "jax" else object())
     assert runner.preload([gradient], [both]) == runner.PRELOAD + ["torch"]
+
+
+def test_checked_here_the_frameworks_are_imported_before_the_first_claim(monkeypatch):
+    by_id = {c.id: c for c in centering.claims()}
+    order = []
+    monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(runner.importlib, "import_module", lambda name: order.append(name))
+    monkeypatch.setattr(runner.verify, "check", lambda claim, settings: order.append(claim.id))
+    runner.check_many([by_id["centering.affine"], by_id["centering.full-gradient"]],
+                      Settings(), jobs=1)
+    # the first claim's time is its own: the imports came before it
+    assert order == runner.PRELOAD + ["jax", "jax.numpy", "torch", "centering.affine",
+                                      "centering.full-gradient"]
+    order.clear()
+    runner.check_many([by_id["centering.affine"]], Settings(), jobs=1)
+    assert order == runner.PRELOAD + ["centering.affine"]   # no claim checked in a framework
