@@ -426,21 +426,17 @@ class JaxBackend:
         except TypeError:
             self.compile_options = {}
             return plain
-        chosen: list = []
 
         def call(*args):
-            if not chosen:   # the first call compiles: see whether XLA takes the options
-                try:
-                    out = tuned(*args)
-                except Exception as err:  # noqa: BLE001 -- the type moved between versions
-                    if "compile option" not in str(err):
-                        raise
-                    self.compile_options = {}
-                    chosen.append(plain)
-                    return plain(*args)
-                chosen.append(tuned)
-                return out
-            return chosen[0](*args)
+            nonlocal tuned
+            try:   # the first call compiles: there XLA takes the options or refuses them
+                return tuned(*args)
+            except Exception as err:  # noqa: BLE001 -- the type moved between versions
+                if tuned is plain or "compile option" not in str(err):
+                    raise
+                self.compile_options = {}
+                tuned = plain
+                return plain(*args)
         return call
 
     def runner(self, programs, widths=None, layout=None):
