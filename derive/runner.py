@@ -35,7 +35,9 @@ from concurrent.futures.process import BrokenProcessPool
 from . import verify
 from .cache import Cache, dumps_result, loads_result
 
-PRELOAD = ["derive.verify", "derive.cache"]   # imported once by the fork server
+# imported once by the fork server, not once per worker (Hypothesis, which the numeric layer
+# imports at its first claim, takes 0.4 s)
+PRELOAD = ["derive.verify", "derive.cache", "hypothesis", "hypothesis.strategies"]
 FRAMEWORK_MODULES = {"torch": ["torch"], "jax": ["jax", "jax.numpy"]}
 
 

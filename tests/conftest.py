@@ -55,6 +55,18 @@ def pytest_configure(config):
             + "\n./bootstrap installs torch, jax and TeX; see its messages and .bootstrap.log.")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """Every ``derive`` this test run starts reads and writes a cache of the run's own (one
+    per xdist worker), never the user's: no result comes from an earlier run.  Tests of one
+    file that check the same claims with the same settings find each other's results there;
+    a test about the cache itself gives each command a cache of its own."""
+    where = tmp_path_factory.mktemp("derive-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DERIVE_CACHE", str(where))
+        yield where
+
+
 @pytest.fixture(scope="session")
 def centering_results():
     """The centering claims, checked once per test process with the report's settings: the

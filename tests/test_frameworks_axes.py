@@ -28,6 +28,14 @@ def check(claim, xp):
     return frameworks.layer(claim, xp.name, SETTINGS)
 
 
+def refuted(claim, xp) -> bool:
+    """The layer rejects ``claim``, at its first failing instance.  Shrinking that instance
+    (a hundred more, most of them new shapes to compile) changes which failure is shown, not
+    whether one is found; the shrunk failures are test_a_per_channel_centering's."""
+    ev = frameworks.layers(claim, (xp.name,), SETTINGS, shrink=False)[0]
+    return ev.holds is False and ev.details["failures"] == 1
+
+
 # -- several axes ------------------------------------------------------------------------------
 
 N, C = Axis("N"), Axis("C")
@@ -106,7 +114,7 @@ def test_a_per_channel_bias_through_batch_norm_and_layer_norm(xp):
     ln_claim = Claim("axes.bias-ln", "bias before LN", N, (Equation(through_ln, 0),))
     ev = check(bn_claim, xp)
     assert ev.holds is True, ev.summary
-    assert check(ln_claim, xp).holds is False
+    assert refuted(ln_claim, xp)
     # the LayerNorm gradient on one instance: nonzero, and what NumPy's finite difference says
     rng = np.random.default_rng(2)
     xs, gs, bs = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=3)
@@ -153,8 +161,8 @@ def test_the_curvature_in_epsilon(xp):
     rhs = sp.Rational(3, 4) * B.sum(w[i] * (u[i] - mu), i) * (var + e) ** sp.Rational(-5, 2)
     ev = check(second("curvature-eps", lhs, rhs), xp)
     assert ev.holds is True, ev.summary
-    assert check(second("curvature-eps-sign", lhs, -rhs), xp).holds is False
-    assert check(second("curvature-eps-half", lhs, rhs * 2 / 3), xp).holds is False
+    assert refuted(second("curvature-eps-sign", lhs, -rhs), xp)
+    assert refuted(second("curvature-eps-half", lhs, rhs * 2 / 3), xp)
 
 
 def test_the_hessian_of_the_batchnorm_loss(xp):
@@ -169,9 +177,9 @@ def test_the_hessian_of_the_batchnorm_loss(xp):
     ev = check(second("bn-hessian", lhs, hessian), xp)
     assert ev.holds is True, ev.summary
     slip = hessian + 2 * G * sp.KroneckerDelta(i, k) / (var + e)     # the delta's sign
-    assert check(second("bn-hessian-sign", lhs, slip), xp).holds is False
+    assert refuted(second("bn-hessian-sign", lhs, slip), xp)
     factor = hessian - 2 * G * xhat * xhat_k / Nn / (var + e)        # 3 G -> G
-    assert check(second("bn-hessian-factor", lhs, factor), xp).holds is False
+    assert refuted(second("bn-hessian-factor", lhs, factor), xp)
 
 
 def test_the_hessian_on_one_batch_against_finite_differences(xp):
@@ -198,7 +206,7 @@ def test_a_held_statistic_has_zero_second_derivative(xp):
     linear = B.sum(w[i] * held(xhat), i) + B.sum(w[i] * (u[i] - held(mu)) / held(s), i)
     assert check(second("held-hessian", Grad(Grad(linear, u[i]), u[k]), 0), xp).holds is True
     # not held: the Hessian is not 0 (the check can fail)
-    assert check(second("full-hessian", Grad(Grad(bn_loss, u[i]), u[k]), 0), xp).holds is False
+    assert refuted(second("full-hessian", Grad(Grad(bn_loss, u[i]), u[k]), 0), xp)
     v = u[i] + beta
     centered = B.mean(sp.sin(v - B.mean(v, i)) ** 2, i)
     shifted = B.mean(sp.sin(v - held(B.mean(v, i))) ** 2, i)
@@ -207,8 +215,7 @@ def test_a_held_statistic_has_zero_second_derivative(xp):
     # with E[v] held, beta moves every centered value: 2 E[cos(2 (v - E v))]
     want = 2 * B.mean(sp.cos(2 * (v - B.mean(v, i))), i)
     assert check(second("bias-held", Grad(Grad(shifted, beta), beta), want), xp).holds
-    assert check(second("bias-held-zero", Grad(Grad(shifted, beta), beta), 0), xp).holds \
-        is False
+    assert refuted(second("bias-held-zero", Grad(Grad(shifted, beta), beta), 0), xp)
 
 
 def test_a_node_derivative_inside_a_derivative(xp):
@@ -223,7 +230,7 @@ def test_a_node_derivative_inside_a_derivative(xp):
     assert check(second("node-by-u", Grad(inner, u[k]), by_u), xp).holds is True
     # the var path dropped (what detaching the node's value would compute)
     only_f = -sp.Rational(1, 2) * (w[k] - wbar) * (var + e) ** sp.Rational(-3, 2)
-    assert check(second("node-by-u-detached", Grad(inner, u[k]), only_f), xp).holds is False
+    assert refuted(second("node-by-u-detached", Grad(inner, u[k]), only_f), xp)
     by_e = sp.Rational(3, 4) * total * (var + e) ** sp.Rational(-5, 2)
     assert check(second("node-by-e", Grad(inner, e), by_e), xp).holds is True
 

@@ -55,19 +55,15 @@ def closure(packages: list[str]) -> set[str]:
 
 
 def owners(paths: list[str]) -> dict[str, str | None]:
-    """The Debian package owning each path (None: owned by none)."""
-    out: dict[str, str | None] = {}
-    for path in paths:
-        real = os.path.realpath(path)
-        proc = subprocess.run(["dpkg", "-S", real, path], capture_output=True, text=True)
-        owner = None
-        for line in proc.stdout.splitlines():
-            pkg, _, name = line.partition(": ")
-            if name.strip() in (real, path):
-                owner = pkg.split(":")[0].split(",")[0].strip()
-                break
-        out[path] = owner
-    return out
+    """The Debian package owning each path (None: owned by none), from one dpkg query (one
+    per path cost a second for every ten files a build reads)."""
+    asked = sorted({name for path in paths for name in (os.path.realpath(path), path)})
+    proc = subprocess.run(["dpkg", "-S", *asked], capture_output=True, text=True)
+    found: dict[str, str] = {}
+    for line in proc.stdout.splitlines():   # "pkg[, pkg...]: /path"; a path may repeat
+        pkg, _, name = line.partition(": ")
+        found.setdefault(name.strip(), pkg.split(":")[0].split(",")[0].strip())
+    return {path: found.get(os.path.realpath(path), found.get(path)) for path in paths}
 
 
 def outside(paths: list[str], allowed: set[str]) -> dict[str, str]:
