@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,8 @@ class Elsewhere:
         from derive import cache as cache_module
         from derive import report
         store = cache_module.Cache(self.cache)
-        out = self.out.parent / f"{topic}-here"
+        # a directory per call: two test files may build one topic at once, in two workers
+        out = Path(tempfile.mkdtemp(prefix=f"{topic}-here-", dir=self.out.parent))
         numerics = {name: self.env.get(name) for name in cache_module.NUMERIC_ENVIRONMENT}
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(cache_module, "_ENVIRONMENT", numerics)

@@ -17,7 +17,6 @@ from derive.claims import bn_second_order as so
 from derive.core import PROVED, REFUTED, Claim, Equation
 from derive.frameworks import double_backward as db
 from derive.recheck import confirm
-from derive.verify import Settings, check
 
 CLAIMS = {c.id: c for c in so.claims()}
 EXPECTED = {
@@ -34,10 +33,18 @@ def test_the_catalog_ids_and_expected_verdicts():
     assert {i: c.expected for i, c in CLAIMS.items()} == EXPECTED
 
 
+@pytest.fixture(scope="module")
+def reported(elsewhere):
+    """{id: result} of the normalization report, which checks every section-F claim with
+    torch and jax (conftest.Elsewhere: once per test run)."""
+    return elsewhere.build("normalization", ("json",))[1]
+
+
 @pytest.mark.parametrize("claim_id", list(EXPECTED))
-def test_a_section_f_claim_reaches_its_verdict(claim_id):
+def test_a_section_f_claim_reaches_its_verdict(claim_id, reported):
     claim = CLAIMS[claim_id]
-    result = check(claim, Settings(frameworks=("torch", "jax")))
+    result = reported[claim_id]
+    assert result.claim == claim and {"torch", "jax"} <= {e.kind for e in result.evidence}
     assert result.verdict.status == EXPECTED[claim_id], result.verdict.reason
     assert all(e.ok for e in result.evidence), [e.summary for e in result.evidence]
     if EXPECTED[claim_id] == REFUTED:

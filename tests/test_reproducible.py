@@ -8,6 +8,7 @@ and figures byte for byte.  Round-off may differ; it must not reach the files.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,30 @@ def test_the_other_numerics_really_differ():
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env).stdout
     assert here and there and here != there
+
+
+# a gradient JAX computes as derive's backend compiles it (its flags and options), hashed
+JAX_GRADIENT = (
+    "import hashlib, numpy as np\n"
+    "from derive.frameworks.backends import JaxBackend\n"
+    "xp = JaxBackend(); jax, jnp = xp.jax, xp.jnp\n"
+    "loss = lambda x: jnp.sum(jnp.tanh((x - x.mean()) / jnp.sqrt(x.var() + 1e-5)) ** 3)\n"
+    "value = xp.jit(jax.grad(loss))(jnp.linspace(0.1, 50, 40001))\n"
+    "print(hashlib.sha256(np.asarray(value).tobytes()).hexdigest())\n")
+
+
+def test_the_other_xla_flags_change_what_jax_computes(tmp_path):
+    # XLA's other compilation must change a result's last bits, else the build above would
+    # not show that the reports are immune to it
+    pytest.importorskip("jax", reason="jax is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    runs = {}
+    for name, environment in (("here", env), ("there", other_machine_env())):
+        environment = {**environment, "DERIVE_CACHE": str(tmp_path / name)}
+        runs[name] = subprocess.run([sys.executable, "-c", JAX_GRADIENT], capture_output=True,
+                                    text=True, cwd=ROOT, env=environment)
+        assert runs[name].returncode == 0, runs[name].stderr[-500:]
+    assert runs["here"].stdout != runs["there"].stdout
 
 
 # -- how errors are recorded -------------------------------------------------------------------
