@@ -14,9 +14,12 @@ claims will be checked in PyTorch or JAX, the server imports those too (``preloa
 import starts no thread (their thread pools and XLA's backend start on first use, in the
 worker), and the seconds each import takes are paid once, not once per worker.  Checked in
 this process, the claims find the frameworks imported before the first of them, as in a
-worker: each claim's time is its own.  A claim that cannot be
-sent to a worker (it does not pickle), or whose worker fails, is checked in this process, at
-its turn.  ``jobs=1`` checks everything here, in order, as ``verify.check_all`` does.
+worker: each claim's time is its own -- except for a single claim with a core to spare
+(``derive check`` on one claim): then a helper process, forked from this one, imports the
+frameworks while this process runs the claim's core layers, and runs its autograd layers
+(``_frameworks_helper``), so the imports no longer come before the work.  A claim that cannot
+be sent to a worker (it does not pickle), or whose worker fails, is checked in this process,
+at its turn.  ``jobs=1`` checks everything here, in order, as ``verify.check_all`` does.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -75,12 +79,21 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
     todo = [n for n, r in enumerate(results) if r is None]
     futures: dict[int, Future] = {}
     modules = preload([claims[n] for n in todo], [per_claim[n] for n in todo]) if todo else []
+    helper = None
     if min(jobs, len(todo)) <= 1:
-        # checked here: the frameworks are imported before the first claim, as a worker has
-        # them, so that its time is its own and not the imports' (about 2 s)
-        for module in modules:
-            importlib.import_module(module)
-    with _workers(min(jobs, len(todo)), modules) as pool:
+        wanted = [m for m in modules if m not in PRELOAD]
+        if jobs > 1 and len(todo) == 1 and _can_fork_helper(wanted):
+            # one claim, and a spare core: a process forked from this one imports the
+            # frameworks while this one runs the claim's core layers, and then runs the
+            # autograd layers (``_frameworks_helper``)
+            helper = _frameworks_helper(wanted)
+        else:
+            # checked here: the frameworks are imported before the first claim, as a worker
+            # has them, so that its time is its own and not the imports' (about 2 s)
+            for module in modules:
+                importlib.import_module(module)
+    with (helper or contextlib.nullcontext()) as run_frameworks, \
+            _workers(min(jobs, len(todo)), modules) as pool:
         if pool is not None:
             for n in todo:
                 try:   # pickled here, so that a claim that cannot be sent stays here
@@ -94,7 +107,8 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
         for n, claim in enumerate(claims):
             payload = None
             if results[n] is None:
-                results[n], payload = _outcome(futures.get(n), claim, per_claim[n])
+                results[n], payload = _outcome(futures.get(n), claim, per_claim[n],
+                                               run_frameworks)
                 if cache is not None and keys[n] is not None:
                     cache.put(claim, per_claim[n], results[n], payload, keys[n])
             if progress:
@@ -112,8 +126,9 @@ def preload(claims, settings) -> list[str]:
                       for module in FRAMEWORK_MODULES[name]]
 
 
-def _outcome(future: Future | None, claim, settings):
-    """(result, its pickle or None): from the worker, or checked here when it could not be."""
+def _outcome(future: Future | None, claim, settings, run_frameworks=None):
+    """(result, its pickle or None): from the worker, or checked here when it could not be
+    (``run_frameworks``: where its autograd layers run, ``verify.check``)."""
     if future is not None:
         try:
             payload = future.result()
@@ -124,7 +139,64 @@ def _outcome(future: Future | None, claim, settings):
             pass   # a worker died (out of memory, killed): check the claim here
         except Exception:  # noqa: BLE001 -- it did not travel; the check itself is redone here
             pass
-    return verify.check(claim, settings), None
+    return verify.check(claim, settings, run_frameworks), None
+
+
+def _can_fork_helper(modules) -> bool:
+    """Whether ``_frameworks_helper`` may fork this process to import ``modules``: some to
+    import, none of them imported here already, no thread but this one (a fork copies the
+    locks of other threads in whatever state they are, and a framework may have started
+    some), and a system that forks."""
+    return (bool(modules) and "fork" in multiprocessing.get_all_start_methods()
+            and threading.active_count() == 1
+            and not any(m.partition(".")[0] in sys.modules for m in modules))
+
+
+@contextlib.contextmanager
+def _frameworks_helper(modules):
+    """A callable running ``verify.framework_layers`` in one process forked from this one.
+
+    Forked at once, the helper inherits everything imported here (SymPy, derive, the
+    claim) and imports ``modules`` (torch, jax: about 2 s) while this process runs the
+    claim's core layers, which take about as long; the autograd layers then run there, with
+    the arguments this process would have used, so the evidence is the same.  Where the
+    helper fails, they run here after all."""
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_helper,
+                               initargs=(dict(os.environ), os.getpid(), list(modules)))
+    pool.submit(int)   # forks now (the fork method starts its workers at the first task)
+
+    def run(claim, settings, deadline, shrink):
+        try:
+            task = pickle.dumps((claim, settings, deadline, shrink),
+                                protocol=pickle.HIGHEST_PROTOCOL)
+            return pickle.loads(pool.submit(_frameworks_in_helper, task).result())
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:  # noqa: BLE001 -- it did not travel or the helper died: here, then
+            return verify.framework_layers(claim, settings, deadline, shrink)
+    try:
+        yield run
+    except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        raise
+    else:
+        pool.shutdown(wait=True)
+
+
+def _start_helper(environment: dict[str, str], parent: int, modules):
+    _start_worker(environment, parent)
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _frameworks_in_helper(task: bytes) -> bytes:
+    return pickle.dumps(verify.framework_layers(*pickle.loads(task)),
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _check_in_worker(task: bytes) -> bytes:

@@ -656,8 +656,11 @@ def _identically_zero(claim: Claim, terms, sizes):
     return None
 
 
-def check(claim: Claim, settings: Settings = Settings()) -> Result:
+def check(claim: Claim, settings: Settings = Settings(), run_frameworks=None) -> Result:
     """Run every layer on ``claim`` and decide its verdict (``decide``).
+
+    ``run_frameworks``: where the autograd layers run (``corroborating_layers``); the
+    command line may hand them to a process that imported the frameworks meanwhile.
 
     With ``settings.timeout`` the whole check is bounded: each layer gets what is left, and a
     layer that gets nothing reports so -- the claim then ends *undecided*, never proved.  Time
@@ -706,7 +709,8 @@ def check(claim: Claim, settings: Settings = Settings()) -> Result:
     num = bounded("numeric", lambda: numeric_layer(claim, settings, monotonic_deadline(),
                                                    shrink=explicit.holds is not False))
     extra = corroborating_layers(claim, settings, monotonic_deadline(),
-                                 shrink=explicit.holds is not False and num.holds is not False)
+                                 shrink=explicit.holds is not False and num.holds is not False,
+                                 run_frameworks=run_frameworks)
     hints = failure_hints(claim, [explicit, num] + extra)
     thin = _too_little(claim, settings, explicit, num)
     cex_ev = None
@@ -873,8 +877,24 @@ def _decide(symbolic, explicit, numeric, corroborating, thin, counterexample, re
         f"was found {searched or f'up to N = {max_size}'}{also}", residual)
 
 
+def framework_layers(claim: Claim, settings: Settings, deadline: float | None = None,
+                     shrink: bool = True) -> list[Evidence]:
+    """Autograd in each of ``settings.frameworks`` that is installed, for a claim the
+    frameworks apply to (``corroborating_layers``); [] for any other."""
+    from . import frameworks
+    names = [n for n in settings.frameworks
+             if frameworks.applies(claim) and frameworks.backend(n) is not None]
+    if not names:
+        return []
+    t0 = time.perf_counter()
+    try:   # the same instances in every framework: drawing them is the cost
+        return frameworks.layers(claim, names, settings, deadline, shrink=shrink)
+    except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
+        return [_could_not_run(n, err, time.perf_counter() - t0) for n in names]
+
+
 def corroborating_layers(claim: Claim, settings: Settings, deadline: float | None = None,
-                         shrink: bool = True) -> list[Evidence]:
+                         shrink: bool = True, run_frameworks=None) -> list[Evidence]:
     """Evidence beyond the three core layers, for the claims it applies to: autograd in each
     installed framework (``frameworks``, with the corroborations the claim attaches to a
     framework's layer), then each corroboration the claim declares as a layer of its own
@@ -883,18 +903,11 @@ def corroborating_layers(claim: Claim, settings: Settings, deadline: float | Non
     finds the claim failing makes a proof undecided; a layer that does not apply, or whose
     framework is absent, adds nothing.  ``shrink``: the frameworks shrink a failure (False
     once another layer has seen the statement fail: their first failure is then reported as
-    drawn)."""
+    drawn).  ``run_frameworks``: what computes ``framework_layers`` (the same arguments, the
+    same evidence), by default this process."""
     out: list[Evidence] = []
     if settings.frameworks and (deadline is None or time.monotonic() < deadline):
-        from . import frameworks
-        names = [n for n in settings.frameworks
-                 if frameworks.applies(claim) and frameworks.backend(n) is not None]
-        if names:
-            t0 = time.perf_counter()
-            try:   # the same instances in every framework: drawing them is the cost
-                out += frameworks.layers(claim, names, settings, deadline, shrink=shrink)
-            except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
-                out += [_could_not_run(n, err, time.perf_counter() - t0) for n in names]
+        out += (run_frameworks or framework_layers)(claim, settings, deadline, shrink)
     for c in claim.corroborations:
         if c.attached or (c.kind == "simulation" and not settings.simulation):
             continue

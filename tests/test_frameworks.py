@@ -4,6 +4,8 @@ framework is not installed (``pip install 'derive[torch]'`` / ``'derive[jax]'``)
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -249,3 +251,10 @@ def test_a_compile_option_xla_refuses_is_dropped_and_the_value_is_still_computed
     assert _centering_jacobian(xp) == pytest.approx(np.eye(3) - 1 / 3, abs=1e-12)
     assert xp.compile_options == {}   # ... and every later program compiles without it
     assert _centering_jacobian(xp) == pytest.approx(np.eye(3) - 1 / 3, abs=1e-12)
+
+
+def test_the_version_recorded_is_a_plain_string(xp):
+    # a framework's own version type (torch's TorchVersion) in the evidence would make every
+    # pickled result -- the cache's, the forked helper's -- import the framework to be read
+    assert type(xp.version) is str and xp.version
+    assert type(pickle.loads(pickle.dumps(xp.version))) is str

@@ -218,7 +218,8 @@ def test_checked_here_the_frameworks_are_imported_before_the_first_claim(monkeyp
     order = []
     monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name: object())
     monkeypatch.setattr(runner.importlib, "import_module", lambda name: order.append(name))
-    monkeypatch.setattr(runner.verify, "check", lambda claim, settings: order.append(claim.id))
+    monkeypatch.setattr(runner.verify, "check",
+                        lambda claim, settings, *where: order.append(claim.id))
     runner.check_many([by_id["centering.affine"], by_id["centering.full-gradient"]],
                       Settings(), jobs=1)
     # the first claim's time is its own: the imports came before it
@@ -227,3 +228,63 @@ def test_checked_here_the_frameworks_are_imported_before_the_first_claim(monkeyp
     order.clear()
     runner.check_many([by_id["centering.affine"]], Settings(), jobs=1)
     assert order == runner.PRELOAD + ["centering.affine"]   # no claim checked in a framework
+
+
+# -- one claim: its autograd layers in a process forked while its core layers run -------------
+
+# check_many on one gradient claim in a fresh process: were torch or jax imported in it, and
+# what did each layer find?  argv: the jobs, and "die" to have the helper process die.
+ONE_CLAIM = """
+import json, os, sys
+from derive import runner
+from derive.claims import centering
+from derive.verify import Settings
+
+def die(task):
+    os._exit(3)
+
+if sys.argv[2:] == ["die"]:
+    runner._frameworks_in_helper = die
+claim = {c.id: c for c in centering.claims()}["centering.naive-gradient"]
+settings = Settings(explicit_sizes=(1, 2, 3), random_instances=20, hypothesis_examples=10,
+                    framework_examples=10, simulation=False)
+[result] = runner.check_many([claim], settings, jobs=int(sys.argv[1]))
+print(json.dumps({"imported here": sorted({"torch", "jax"} & set(sys.modules)),
+                  "verdict": result.verdict.status,
+                  "evidence": [(e.kind, e.holds, e.summary) for e in result.evidence]}))
+"""
+
+
+def one_claim(*args) -> dict:
+    import json
+    proc = subprocess.run([sys.executable, "-c", ONE_CLAIM, *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_one_claim_has_its_autograd_layers_run_by_a_forked_helper_with_the_same_evidence():
+    for name in ("torch", "jax"):
+        pytest.importorskip(name, reason=f"{name} is not installed")
+    here, helped = one_claim("1"), one_claim("2")
+    # with a spare core the frameworks were imported, and ran, in the helper only
+    assert here["imported here"] == ["jax", "torch"] and helped["imported here"] == []
+    assert [kind for kind, _, _ in helped["evidence"]] == [
+        "symbolic", "explicit", "numeric", "torch", "jax"]
+    assert helped == {**here, "imported here": []}
+    # a helper that dies leaves the layers to this process, with the same evidence
+    assert one_claim("2", "die") == here
+
+
+def test_the_helper_is_forked_only_where_forking_is_safe():
+    import threading
+    assert not runner._can_fork_helper([])                  # nothing to import
+    assert not runner._can_fork_helper(["json", "no_such_module_anywhere"])   # json is here
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:   # a thread besides this one: a fork would copy its locks as they are
+        assert not runner._can_fork_helper(["no_such_module_anywhere"])
+    finally:
+        stop.set()
+        other.join()

@@ -77,7 +77,9 @@ class TorchBackend:
         import torch.nn.functional as F
 
         self.torch, self.F = torch, F
-        self.version = torch.__version__
+        # a plain str: torch's own version type would make every pickled result that
+        # records it (the cache's, a helper's) import torch to be read back
+        self.version = str(torch.__version__)
         self.float = torch.float64
 
     # -- array operations used by Program ---------------------------------------------------
