@@ -139,7 +139,9 @@ def _outcome(future: Future | None, claim, settings, run_frameworks=None):
             pass   # a worker died (out of memory, killed): check the claim here
         except Exception:  # noqa: BLE001 -- it did not travel; the check itself is redone here
             pass
-    return verify.check(claim, settings, run_frameworks), None
+    if run_frameworks is None:
+        return verify.check(claim, settings), None
+    return verify.check(claim, settings, run_frameworks=run_frameworks), None
 
 
 def _can_fork_helper(modules) -> bool:
