@@ -179,15 +179,10 @@ def _frameworks_helper(modules):
             return verify.framework_layers(claim, settings, deadline, shrink)
     try:
         yield run
-    except BaseException:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.terminate()
-        raise
-    else:
-        pool.shutdown(wait=True)
+    finally:
+        # its work, if any, is done and received: a helper still importing (the claim
+        # needed no framework after all: out of time, say) is not waited for
+        _end_at_once(pool)
 
 
 def _start_helper(environment: dict[str, str], parent: int, modules):
@@ -250,17 +245,25 @@ def _workers(jobs: int, modules=()):
     try:
         yield pool
     except BaseException:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.terminate()
+        _end_at_once(pool)
         raise
     else:
         pool.shutdown(wait=True)
     finally:
         if main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _end_at_once(pool: ProcessPoolExecutor):
+    """Cancel what ``pool`` has pending and end its processes now."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:   # reaped, so that a long-lived caller keeps no zombie
+        with contextlib.suppress(Exception):
+            process.join(1.0)
 
 
 __all__ = ["check_many", "default_jobs"]
