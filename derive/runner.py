@@ -81,17 +81,18 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
     modules = preload([claims[n] for n in todo], [per_claim[n] for n in todo]) if todo else []
     helper = None
     if min(jobs, len(todo)) <= 1:
-        wanted = [m for m in modules if m not in PRELOAD]
-        if jobs > 1 and len(todo) == 1 and _can_fork_helper(wanted):
-            # one claim, and a spare core: a process forked from this one imports the
-            # frameworks while this one runs the claim's core layers, and then runs the
-            # autograd layers (``_frameworks_helper``)
-            helper = _frameworks_helper(wanted)
-        else:
-            # checked here: the frameworks are imported before the first claim, as a worker
-            # has them, so that its time is its own and not the imports' (about 2 s)
-            for module in modules:
+        # checked here: what a worker has is imported before the first claim, so that its
+        # time is its own and not the imports' (the frameworks: about 2 s) -- except, for one
+        # claim with a core to spare, the frameworks: a process forked from this one (after
+        # the rest is imported, so that it inherits them) imports them while this one runs
+        # the claim's core layers, and then runs its autograd layers (``_frameworks_helper``)
+        frameworks = [m for m in modules if m not in PRELOAD]
+        forked = jobs > 1 and len(todo) == 1 and _can_fork_helper(frameworks)
+        for module in modules:
+            if not (forked and module in frameworks):
                 importlib.import_module(module)
+        if forked:
+            helper = _frameworks_helper(frameworks)
     with (helper or contextlib.nullcontext()) as run_frameworks, \
             _workers(min(jobs, len(todo)), modules) as pool:
         if pool is not None:

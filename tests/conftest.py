@@ -87,6 +87,27 @@ def write_centering(results, out, formats):
                                 report.topic_settings("centering"))
 
 
+def cli_status(argv) -> int:
+    """``derive``'s command line run in this process: the exit status ``main`` returns, or the
+    one argparse's refusals end it with.  (A process per command would pay Python's start-up
+    each time; the whole path in a process of its own is test_cli's ``run``.)"""
+    from derive.cli import main
+    try:
+        return main(list(argv))
+    except SystemExit as stop:
+        return stop.code
+
+
+def rejected_at_first_failure(claim, framework: str, settings) -> bool:
+    """The ``framework`` layer rejects ``claim``, at its first failing instance.  Shrinking
+    that instance (a hundred more, most of them new shapes for JAX to compile) changes which
+    failure is shown, not whether one is found: the tests that read a shrunk failure call the
+    layer itself."""
+    from derive import frameworks
+    ev = frameworks.layers(claim, (framework,), settings, shrink=False)[0]
+    return ev.holds is False and ev.details["failures"] == 1
+
+
 # -- every report, built once for the whole run, as another machine would build it -----------
 
 ROOT = Path(__file__).resolve().parents[1]

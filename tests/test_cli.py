@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cli_status
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -63,13 +65,7 @@ def test_topic_takes_a_list_in_the_order_given_or_all():
 
 @pytest.mark.parametrize("args,message", BAD)
 def test_bad_input_gets_one_line_and_exit_2(args, message, capsys):
-    # the command line's own code, in this process (a process per refusal paid Python's
-    # start-up each time; a refusal in a process of its own: the test below)
-    from derive.cli import main
-    try:
-        code = main(list(args))
-    except SystemExit as stop:      # argparse's refusals end this way
-        code = stop.code
+    code = cli_status(args)   # in this process; in a process of its own: the test below
     err = capsys.readouterr().err
     assert (code, err.count("\n"), message in err, "Traceback" in err) == (2, 1, True, False), err
 

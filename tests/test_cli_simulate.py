@@ -10,7 +10,7 @@ import pytest
 
 from derive import figures, pdf
 
-from conftest import write_centering
+from conftest import cli_status, write_centering
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,13 +72,8 @@ BAD = [
 
 @pytest.mark.parametrize("args,message", BAD)
 def test_bad_values_get_one_line_and_exit_2(args, message, capsys):
-    # the command line's own code, in this process: eleven processes paid Python's start-up
-    # eleven times (a refusal in a process of its own: test_out_that_is_a_file_is_refused)
-    from derive.cli import main
-    try:
-        code = main(["simulate", *args])
-    except SystemExit as stop:      # argparse's refusals end this way
-        code = stop.code
+    # in this process; in a process of its own: test_out_that_is_a_file_is_refused
+    code = cli_status(["simulate", *args])
     out, err = capsys.readouterr()
     assert (code, err.count("\n"), message in err, "Traceback" in err, out) == \
         (2, 1, True, False, ""), err

@@ -14,6 +14,8 @@ from derive.axes import layout
 from derive.frameworks.program import Program
 from derive.verify import Settings
 
+from conftest import rejected_at_first_failure
+
 SETTINGS = Settings(framework_examples=30)
 
 
@@ -29,11 +31,9 @@ def check(claim, xp):
 
 
 def refuted(claim, xp) -> bool:
-    """The layer rejects ``claim``, at its first failing instance.  Shrinking that instance
-    (a hundred more, most of them new shapes to compile) changes which failure is shown, not
-    whether one is found; the shrunk failures are test_a_per_channel_centering's."""
-    ev = frameworks.layers(claim, (xp.name,), SETTINGS, shrink=False)[0]
-    return ev.holds is False and ev.details["failures"] == 1
+    """Rejected at the first failing instance (the shrunk failures are
+    test_a_per_channel_centering's)."""
+    return rejected_at_first_failure(claim, xp.name, SETTINGS)
 
 
 # -- several axes ------------------------------------------------------------------------------
