@@ -95,16 +95,27 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
             helper = _frameworks_helper(frameworks)
     with (helper or contextlib.nullcontext()) as run_frameworks, \
             _workers(min(jobs, len(todo)), modules) as pool:
+        submitting = None
         if pool is not None:
-            for n in todo:
-                try:   # pickled here, so that a claim that cannot be sent stays here
-                    task = pickle.dumps((claims[n], per_claim[n]),
-                                        protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception:  # noqa: BLE001
-                    continue
-                futures[n] = pool.submit(_check_in_worker, task)
+            def submit():
+                for n in todo:
+                    try:   # pickled here, so that a claim that cannot be sent stays here
+                        task = pickle.dumps((claims[n], per_claim[n]),
+                                            protocol=pickle.HIGHEST_PROTOCOL)
+                        futures[n] = pool.submit(_check_in_worker, task)
+                    except Exception:  # noqa: BLE001 -- not sent (or the pool is ended)
+                        continue
+            if meanwhile is None:
+                submit()
+            else:
+                # the first submission waits while the fork server imports what it preloads
+                # (2-3 s, one core): the other work is done meanwhile, not after it
+                submitting = threading.Thread(target=submit, daemon=True)
+                submitting.start()
         if meanwhile is not None:
             meanwhile()
+        if submitting is not None:
+            submitting.join()
         for n, claim in enumerate(claims):
             payload = None
             if results[n] is None:

@@ -128,6 +128,20 @@ def test_the_batchnorm_printer_writes_xhat_s_and_named_statistics():
     assert r"\hat x" not in tex((bn_x[k_] - bn_mu) / bn_s)
 
 
+def test_a_value_written_in_full_is_not_taken_from_the_names_printed_before_it():
+    # the printer remembers what it printed inside a story's block; the value a derivative
+    # is taken at is written out in full, so it must not come from that memory, before or
+    # after the statistic was printed by its name
+    from derive.render.latex import abbreviated, tex
+    story, v = batchnorm.story(), sp.Symbol("v")
+    at_mean = Grad(v ** 2, v, at=batchnorm.mu)
+    with abbreviated(story.abbreviations, story.folds, story.normalized):
+        printed = [tex(batchnorm.mu), tex(at_mean), tex(batchnorm.mu), tex(at_mean)]
+    assert printed[0] == printed[2] == r"\mu_{\mathcal B}"
+    assert printed[1] == printed[3] == tex(at_mean)
+    assert printed[1].endswith(r"v = \operatorname{E}\!\left[x\right]}")
+
+
 def test_a_statistic_per_sample_is_named_under_the_sum_that_binds_its_sample():
     # LayerNorm's mean E_c[x_{n,c}] inside a sum over n: named there, and after sifting
     # picks n = m it is mu_m, the statistic of sample m

@@ -7,6 +7,7 @@ import pickle
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,23 @@ def test_a_claim_that_cannot_travel_is_checked_here_at_its_turn():
     assert seen == [c.id for c in claims]
     assert [r.claim for r in results] == claims
     assert [results[0].verdict.status, results[2].verdict.status] == ["proved", "proved"]
+
+
+def test_the_work_done_meanwhile_does_not_wait_for_the_workers_to_start(monkeypatch):
+    # the first claim is handed over only once the fork server has imported what it
+    # preloads (seconds): a report's figures are drawn in that time, not after it
+    drawn, waited = threading.Event(), []
+
+    class SlowToStart(runner.ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):
+            if not waited:
+                waited.append(drawn.wait(5))
+            return super().submit(*args, **kwargs)
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", SlowToStart)
+    claims = centering.claims()[:2]
+    results = runner.check_many(claims, SMALL, jobs=2, meanwhile=drawn.set)
+    assert waited == [True]
+    assert [r.verdict.status for r in results] == ["proved", "proved"]
 
 
 def test_one_settings_per_claim():

@@ -42,9 +42,31 @@ class BatchLatexPrinter(LatexPrinter):
             expr = expr.xreplace(self.folds)
         return super().doprint(expr, **kwargs)
 
+    # {(expr, keywords): LaTeX} inside ``abbreviated``, for its abbreviations, folds and
+    # normalized names: a proof's steps repeat most of the expression before them, so each
+    # sub-expression is printed once per block instead of once per step.  (The printer keeps
+    # no other state: what it prints depends on the expression, the keywords and those three.)
+    memo: dict | None = None
+
     def _print(self, expr, **kwargs):
-        name = self.abbreviations.get(expr) if isinstance(expr, sp.Basic) else None
-        return name if name is not None else super()._print(expr, **kwargs)
+        if self.memo is None or not isinstance(expr, sp.Basic):
+            name = self.abbreviations.get(expr) if isinstance(expr, sp.Basic) else None
+            return name if name is not None else super()._print(expr, **kwargs)
+        key = (expr, tuple(sorted(kwargs.items()))) if kwargs else expr
+        try:
+            done = self.memo.get(key)
+        except TypeError:   # a keyword that does not hash: printed, not remembered
+            self.memo, saved = None, self.memo
+            try:
+                return self._print(expr, **kwargs)
+            finally:
+                self.memo = saved
+        if done is None:
+            done = self.abbreviations.get(expr)
+            if done is None:
+                done = super()._print(expr, **kwargs)
+            self.memo[key] = done
+        return done
 
     # a statistic printed by its name is one symbol: 2 mu_B, not 2 (mu_B)
     def _named(self, expr) -> bool:
@@ -153,11 +175,13 @@ class BatchLatexPrinter(LatexPrinter):
         out = rf"\frac{{\partial}}{{\partial {self._print(expr.wrt)}}} {inner}"
         if expr.at is None:
             return out
-        names, self.abbreviations = self.abbreviations, {}  # the value in full, not its name
+        # the value in full, not its name (and so not from the memo of named printing)
+        saved = self.abbreviations, self.memo
+        self.abbreviations, self.memo = {}, {}
         try:
             at = self._print(expr.at)
         finally:
-            self.abbreviations = names
+            self.abbreviations, self.memo = saved
         return rf"\left.{out}\right|_{{{self._print(expr.wrt)} = {at}}}"
 
     def _print_Function(self, expr, exp=None):
@@ -218,7 +242,8 @@ def abbreviated(pairs, folds=(), normalized=()):
     """Print each expression of ``pairs`` ((expr, latex), ...) as its name inside the block,
     first replace each expression of ``folds`` ((expr, equal expr), ...) by its equal, and
     write each normalized value of ``normalized`` by its name (``BatchLatexPrinter``)."""
-    saved = _PRINTER.abbreviations, _PRINTER.folds, _PRINTER.normalized
+    saved = _PRINTER.abbreviations, _PRINTER.folds, _PRINTER.normalized, _PRINTER.memo
+    _PRINTER.memo = {}
     _PRINTER.abbreviations = {sp.sympify(e): name for e, name in pairs}
     _PRINTER.folds = {sp.sympify(e): sp.sympify(v) for e, v in folds}
     _PRINTER.normalized = tuple((b, sp.sympify(m), tuple(sp.sympify(r) for r in rs), n)
@@ -226,7 +251,7 @@ def abbreviated(pairs, folds=(), normalized=()):
     try:
         yield
     finally:
-        _PRINTER.abbreviations, _PRINTER.folds, _PRINTER.normalized = saved
+        _PRINTER.abbreviations, _PRINTER.folds, _PRINTER.normalized, _PRINTER.memo = saved
 
 
 def equation_tex(eq) -> str:
