@@ -68,14 +68,28 @@ def session_cache(tmp_path_factory):
         yield where
 
 
+def shared_by_workers(tmp_path_factory) -> Path:
+    """A directory every xdist worker of this test run sees (the parent of their base
+    directories; without xdist, the base directory itself)."""
+    shared = tmp_path_factory.getbasetemp()
+    return shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+
+
 @pytest.fixture(scope="session")
-def centering_results():
-    """The centering claims, checked once per test process with the report's settings: the
-    tests about writing a report (not about checking it) share them."""
+def centering_results(tmp_path_factory):
+    """The centering claims, checked with the report's settings (one job, in this process):
+    the tests about writing a report (not about checking it) share them.  Checked once per
+    test run: the first worker to need them checks them into a cache the workers share, the
+    others wait for it and read them from there."""
     from derive import runner
+    from derive.cache import Cache
     from derive.claims import centering
     from derive.report import topic_settings
-    return runner.check_many(centering.claims(), topic_settings("centering"))
+    shared = shared_by_workers(tmp_path_factory)
+    with open(shared / "centering.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return runner.check_many(centering.claims(), topic_settings("centering"),
+                                 cache=Cache(shared / "centering-cache"))
 
 
 def write_centering(results, out, formats):
@@ -166,9 +180,7 @@ def _formats_built() -> str:
 def elsewhere(tmp_path_factory) -> Elsewhere:
     # xdist's workers share the parent of their base directories: the first to get here
     # builds (with every core), the others wait for it and read what it wrote
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
+    shared = shared_by_workers(tmp_path_factory)
     where = shared / "elsewhere"
     env = {**other_machine_env(), "DERIVE_CACHE": str(where / "cache")}
     with open(shared / "elsewhere.lock", "w") as lock:
