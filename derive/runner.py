@@ -269,6 +269,7 @@ def _workers(jobs: int, modules=()):
 def _end_at_once(pool: ProcessPoolExecutor):
     """Cancel what ``pool`` has pending and end its processes now."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with contextlib.suppress(Exception):
@@ -276,6 +277,10 @@ def _end_at_once(pool: ProcessPoolExecutor):
     for process in processes:   # reaped, so that a long-lived caller keeps no zombie
         with contextlib.suppress(Exception):
             process.join(1.0)
+    if manager is not None:
+        # it sees its workers gone and closes the pool's queues; until then it holds them
+        # (and their named semaphores, which a process ending at once would leave behind)
+        manager.join(1.0)
 
 
 __all__ = ["check_many", "default_jobs"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -174,6 +175,38 @@ def test_check_prints_the_same_with_one_job_and_two(tmp_path):
             and ln.split()[0] in ("PROVED", "REFUTED")] == [
         "rmsnorm.shift-invariance", "rmsnorm.scale-invariance-eps0",
         "batchnorm.backward-without-variance-path"]
+
+
+def test_an_interrupted_check_stops_its_workers_and_says_only_that():
+    # Ctrl-C while the workers check: one line, and no warning from multiprocessing about
+    # semaphores the pool left behind (the process ends at once, so the pool must have
+    # given them back before)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "derive", "check", "examples/rmsnorm_shift.py",
+         "examples/bias_before_normalization.py", "examples/second_derivative.py",
+         "--frameworks", "none", "--jobs", "2", "--fresh"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline()   # the first claim is checked: the workers are busy
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert [line for line in err.splitlines() if "from the cache" not in line] == [
+        "derive: interrupted"], err
+
+
+def test_a_pool_ended_at_once_has_let_go_of_its_queues_when_that_returns():
+    # the pool's manager thread holds its queues (and their named semaphores) until it sees
+    # the workers gone: ending the pool waits for it, or a process that ends at once next
+    # leaves the semaphores to multiprocessing's tracker, which warns about them
+    with pytest.raises(RuntimeError):
+        with runner._workers(2) as pool:
+            pool.submit(int).result()
+            manager = pool._executor_manager_thread
+            raise RuntimeError("stopped")
+    assert not manager.is_alive()
 
 
 def _environment(name):
