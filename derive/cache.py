@@ -33,6 +33,12 @@ the figures, ``pdf.py`` and the TeX tools it is built with (``pdf_key``).  The f
 themselves are kept under the source, the versions, matplotlib's settings and the fonts it
 can choose from (``figures_key``).
 
+The cache is kept under a size limit (``DERIVE_CACHE_LIMIT`` megabytes, default
+``DEFAULT_LIMIT_MB``; 0: none): after a run that stored something, ``Cache.prune`` removes the
+entries used least recently (an entry's modification time is set when it is read) until
+derive's own files -- its kinds of entry, and JAX's compiled programs -- fit.  Nothing else in
+the directory is touched.
+
 Two things make a run with nothing changed fast.  A result's ``Summary`` (verdict, layers) is
 stored beside it: ``derive list`` prints it, and ``report`` takes a result as a ``Stored`` (its
 summary and the digest of its bytes) and unpickles it only to render documents that are not
@@ -70,6 +76,30 @@ LIBRARIES = ("sympy", "mpmath", "numpy", "hypothesis", "torch", "jax", "jaxlib")
 # what makes the floating-point layers round differently (the documents print only bounds,
 # but the timings file records the exact errors)
 NUMERIC_ENVIRONMENT = ("NPY_DISABLE_CPU_FEATURES", "XLA_FLAGS")
+
+
+LIMIT_VARIABLE = "DERIVE_CACHE_LIMIT"
+DEFAULT_LIMIT_MB = 512
+# the subdirectories derive writes: only their files are ever removed (entries are
+# "KEY.pickle"; JAX names its own files)
+ENTRY_KINDS = ("results", "summary", "index", "documents", "figures", "pdf")
+JAX_KIND = "jax"
+
+
+def size_limit(environ=None) -> int | None:
+    """The bytes the cache may hold (``DERIVE_CACHE_LIMIT``, in megabytes), or None for no
+    limit (0).  ValueError for a value that is not a number of megabytes."""
+    text = (os.environ if environ is None else environ).get(LIMIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_LIMIT_MB * 2 ** 20
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not megabytes >= 0 or megabytes == float("inf"):
+        raise ValueError(f"{LIMIT_VARIABLE} must be a number of megabytes (0: no limit), "
+                         f"not {text!r}")
+    return int(megabytes * 2 ** 20) or None
 
 
 class Uncacheable(Exception):
@@ -563,6 +593,7 @@ class Cache:
         self._served: set[int] = set()
         self._digests: dict[int, str] = {}   # id(result) -> SHA-256 of its stored bytes
         self._keep: list = []   # the results above, so that their ids stay theirs
+        self.wrote = False      # whether this run stored anything (then ``prune``)
 
     def _path(self, kind: str, key: str) -> Path:
         return self.directory / ("results" if kind == "result" else kind) / f"{key}.pickle"
@@ -570,18 +601,62 @@ class Cache:
     def _read(self, kind: str, key: str) -> bytes | None:
         if self.fresh:
             return None
+        path = self._path(kind, key)
         try:
-            return _unpack(self._path(kind, key).read_bytes(), kind, key)
+            found = _unpack(path.read_bytes(), kind, key)
         except Exception:  # noqa: BLE001 -- missing, corrupt, truncated, foreign: not trusted
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)   # used now: the last to go when the cache is pruned
+        return found
 
     def _write(self, kind: str, key: str, payload: bytes) -> None:
         if not source_unchanged():
             return   # derive was edited during the run: what it computed is not stored
         try:
             write_atomically(self._path(kind, key), _pack(kind, key, payload))
+            self.wrote = True
         except OSError:
             pass   # a cache that cannot be written only costs time
+
+    # -- its size ----------------------------------------------------------------------------
+    def files(self) -> list[tuple[float, int, Path]]:
+        """(last used, bytes, path) of every file derive keeps here: its entries and JAX's
+        compiled programs, nothing else."""
+        found = []
+        for kind in ENTRY_KINDS + (JAX_KIND,):
+            try:
+                listing = list(os.scandir(self.directory / kind))
+            except OSError:
+                continue
+            for entry in listing:
+                if kind != JAX_KIND and not entry.name.endswith(".pickle"):
+                    continue
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        found.append((info.st_mtime, info.st_size, Path(entry.path)))
+                except OSError:
+                    continue   # removed meanwhile (another process pruning)
+        return found
+
+    def prune(self, limit: int | None) -> int:
+        """Remove the files used least recently until derive's take at most ``limit`` bytes
+        (None: no limit).  Returns the bytes removed; a file another process removed first,
+        or that cannot be removed, is passed over."""
+        if limit is None:
+            return 0
+        found = sorted(self.files(), key=lambda f: (f[0], str(f[2])))
+        total, removed = sum(size for _, size, _ in found), 0
+        for _, size, path in found:
+            if total - removed <= limit:
+                break
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed += size
+        return removed
 
     # -- results ---------------------------------------------------------------------------
     @staticmethod
@@ -736,4 +811,4 @@ class Cache:
 
 __all__ = ["Cache", "Stored", "Summary", "Uncacheable", "cache_dir", "claim_material",
            "dumps_result", "library_versions", "loaded", "loads_result", "pdf_key", "result_key",
-           "settings_material", "source_hash"]
+           "settings_material", "size_limit", "source_hash"]

@@ -113,7 +113,9 @@ JOBS_HELP = ("check this many claims at once, each in a worker process (default:
 FRESH_HELP = ("check every claim again, ignoring the cache of verified results (and replace "
               "what it holds); by default a claim checked before -- the same statement, "
               "settings, derive source and library versions -- is taken from the cache in "
-              "$DERIVE_CACHE, else $XDG_CACHE_HOME/derive or ~/.cache/derive")
+              "$DERIVE_CACHE, else $XDG_CACHE_HOME/derive or ~/.cache/derive, which is kept "
+              "under $DERIVE_CACHE_LIMIT megabytes (default 512; 0: no limit) by removing "
+              "what was used least recently")
 
 
 def _add_speed_options(parser) -> None:
@@ -247,10 +249,21 @@ def _progress(quiet: bool, cache=None, topics=None):
 def _cache(args):
     """The cache of verified results, or None.  Under a test runner (pytest) without
     $DERIVE_CACHE, None: a test suite never reads or writes the user's cache."""
-    from .cache import Cache
+    from .cache import Cache, size_limit
     if os.environ.get("PYTEST_CURRENT_TEST") and not os.environ.get("DERIVE_CACHE"):
         return None
+    try:
+        size_limit()   # a limit that is not one is refused before any work, not after
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     return Cache(fresh=args.fresh)
+
+
+def _tidy(cache) -> None:
+    """After a run that stored something: the cache back under its size limit."""
+    from .cache import size_limit
+    if cache is not None and cache.wrote:
+        cache.prune(size_limit())
 
 
 def _jobs(args) -> int:
@@ -295,6 +308,7 @@ def cmd_report(args) -> int:
     for r in bad:
         print(f"derive: {r.id}: verdict {r.verdict.status}, catalog expects "
               f"{r.claim.expected}: {r.verdict.reason}", file=sys.stderr)
+    _tidy(cache)
     if not args.quiet:
         print(f"done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return EXIT_FAIL if bad or warnings else EXIT_OK
@@ -387,6 +401,7 @@ def cmd_check(args) -> int:
         print(f"derive: {w}", file=sys.stderr)
     counts = {s: statuses.count(s) for s in ("proved", "refuted", "undecided")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    _tidy(cache)
     return EXIT_OK if counts["proved"] == len(statuses) and not warnings else EXIT_FAIL
 
 
@@ -505,6 +520,7 @@ def cmd_list(args) -> int:
     widths = [max(len(row[c]) for row in rows) for c in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    _tidy(cache)
     return EXIT_OK if all(s.status == (e.expected or s.status)
                           for s, e in zip(summaries, entries)) else EXIT_FAIL
 

@@ -19,6 +19,8 @@ from derive.claims import centering
 from derive.render import certificate, latex
 from derive.verify import Settings
 
+from conftest import cli_status
+
 ROOT = Path(__file__).resolve().parents[1]
 # small but complete: every core layer runs, enough instances to back a proof
 SMALL = Settings(frameworks=(), explicit_sizes=(1, 2, 3), random_instances=20,
@@ -534,3 +536,77 @@ def test_a_stored_result_that_does_not_load_is_checked_again(monkeypatch, counte
     assert isinstance(stored, cache.Stored) and counted == [claim.id]
     monkeypatch.setattr(cache, "loads_result", lambda data, claim: 1 / 0)
     assert stored.load().verdict.status == claim.expected and counted == [claim.id] * 2
+
+
+# -- its size ------------------------------------------------------------------------------------
+
+def _stored(store, names, size=10_000):
+    """An entry per name (a rendered document of ``size`` bytes), used at times 1, 2, ...
+    in that order; {name: its file}."""
+    paths = {}
+    for used, name in enumerate(names, 1):
+        store.put_files("documents", name, {"x.tex": bytes([used]) * size})
+        paths[name] = store._path("documents", name)
+        os.utime(paths[name], (used, used))
+    return paths
+
+
+def test_pruning_removes_what_was_used_least_recently_until_the_rest_fits(private_cache):
+    store = cache.Cache(private_cache)
+    paths = _stored(store, ["a", "b", "c", "d"])
+    each = paths["a"].stat().st_size
+    assert store.get_files("documents", "a") is not None   # read: used now, kept longest
+    removed = store.prune(2 * each)
+    assert {n for n, p in paths.items() if p.exists()} == {"a", "d"}
+    assert removed == 2 * each
+    assert store.prune(2 * each) == 0 and store.prune(None) == 0
+    assert store.get_files("documents", "a") == {"x.tex": bytes([1]) * 10_000}
+
+
+def test_pruning_touches_nothing_but_derives_own_files(private_cache, tmp_path):
+    store = cache.Cache(private_cache)
+    ours = list(_stored(store, ["a", "b"]).values())
+    (private_cache / "jax").mkdir()
+    ours.append(private_cache / "jax" / "jit_program-cache")
+    ours[-1].write_bytes(b"compiled")
+    outside = tmp_path / "precious.pickle"
+    outside.write_bytes(b"the user's")
+    foreign = [private_cache / "notes.txt", private_cache / "results" / "README",
+               private_cache / "mine" / "x.pickle", private_cache / "documents" / "draft.tex"]
+    for path in foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not derive's")
+    (private_cache / "documents" / "link.pickle").symlink_to(outside)
+    store.prune(1)
+    assert not any(p.exists() for p in ours)
+    assert all(p.exists() for p in foreign) and outside.read_bytes() == b"the user's"
+    assert (private_cache / "documents" / "link.pickle").is_symlink()
+
+
+@pytest.mark.parametrize("text, limit", [("", cache.DEFAULT_LIMIT_MB * 2 ** 20), ("0", None),
+                                         ("1.5", 3 * 2 ** 19), (" 64 ", 64 * 2 ** 20)])
+def test_the_size_limit_is_read_in_megabytes(text, limit):
+    assert cache.size_limit({cache.LIMIT_VARIABLE: text}) == limit
+
+
+@pytest.mark.parametrize("text", ["abc", "-1", "inf", "nan", "1e400", "512M"])
+def test_a_size_limit_that_is_not_a_number_of_megabytes_is_refused_in_one_line(
+        text, monkeypatch, capsys):
+    with pytest.raises(ValueError):
+        cache.size_limit({cache.LIMIT_VARIABLE: text})
+    monkeypatch.setenv(cache.LIMIT_VARIABLE, text)
+    assert cli_status(["list", "--topic", "centering"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "DERIVE_CACHE_LIMIT must be a number of megabytes" in err
+
+
+def test_a_check_that_stored_results_leaves_the_cache_under_its_limit(private_cache,
+                                                                      monkeypatch):
+    argv = ["check", str(ROOT / "examples" / "rmsnorm_shift.py"), "--frameworks", "none",
+            "--jobs", "1"]
+    assert cli_status(argv) == 1   # one claim refuted: the example's point
+    stored = cache.Cache(private_cache).files()
+    assert len(stored) >= 4 and sum(size for _, size, _ in stored) > 4096
+    monkeypatch.setenv(cache.LIMIT_VARIABLE, str(4096 / 2 ** 20))
+    assert cli_status(argv + ["--fresh"]) == 1
+    assert sum(size for _, size, _ in cache.Cache(private_cache).files()) <= 4096
