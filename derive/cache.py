@@ -57,6 +57,7 @@ import json
 import os
 import pickle
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -80,10 +81,12 @@ NUMERIC_ENVIRONMENT = ("NPY_DISABLE_CPU_FEATURES", "XLA_FLAGS")
 
 LIMIT_VARIABLE = "DERIVE_CACHE_LIMIT"
 DEFAULT_LIMIT_MB = 512
-# the subdirectories derive writes: only their files are ever removed (entries are
-# "KEY.pickle"; JAX names its own files)
+# the subdirectories derive writes, and the names of the files it (or JAX, for its compiled
+# programs) writes there: nothing else is ever removed
 ENTRY_KINDS = ("results", "summary", "index", "documents", "figures", "pdf")
 JAX_KIND = "jax"
+OWN_NAMES = {kind: re.compile(r"[0-9a-f]{64}\.pickle") for kind in ENTRY_KINDS}
+OWN_NAMES[JAX_KIND] = re.compile(r".+-[0-9a-f]{64}-(cache|atime)")
 
 
 def size_limit(environ=None) -> int | None:
@@ -99,7 +102,7 @@ def size_limit(environ=None) -> int | None:
     if not megabytes >= 0 or megabytes == float("inf"):
         raise ValueError(f"{LIMIT_VARIABLE} must be a number of megabytes (0: no limit), "
                          f"not {text!r}")
-    return int(megabytes * 2 ** 20) or None
+    return max(1, int(megabytes * 2 ** 20)) if megabytes else None
 
 
 class Uncacheable(Exception):
@@ -624,13 +627,16 @@ class Cache:
         """(last used, bytes, path) of every file derive keeps here: its entries and JAX's
         compiled programs, nothing else."""
         found = []
-        for kind in ENTRY_KINDS + (JAX_KIND,):
+        for kind, own in OWN_NAMES.items():
+            folder = self.directory / kind
             try:
-                listing = list(os.scandir(self.directory / kind))
+                if folder.is_symlink():
+                    continue   # a folder put here by someone else: not derive's to empty
+                listing = list(os.scandir(folder))
             except OSError:
                 continue
             for entry in listing:
-                if kind != JAX_KIND and not entry.name.endswith(".pickle"):
+                if not own.fullmatch(entry.name):
                     continue
                 try:
                     if entry.is_file(follow_symlinks=False):
@@ -653,6 +659,8 @@ class Cache:
                 break
             try:
                 path.unlink()
+            except FileNotFoundError:
+                pass       # another process pruning removed it first: it is gone all the same
             except OSError:
                 continue
             removed += size
@@ -726,6 +734,8 @@ class Cache:
         not load as this claim's."""
         if key is None or not self._path("result", key).is_file():
             return None
+        with contextlib.suppress(OSError):
+            os.utime(self._path("result", key))   # used, with its summary: pruned together
         found = self._summary(key, claim_id)
         return self._serve(found) if found is not None else None
 

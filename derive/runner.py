@@ -59,8 +59,9 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
     is called once, after the cache was read and before anything is checked.  Every result
     checked here is stored in ``cache`` (``Cache.put`` decides what is kept).  ``lazy``: a
     result the cache holds is returned as a ``cache.Stored``, loaded when first used.
-    ``meanwhile()`` is called once the claims are with the workers, before their results are
-    awaited: work that needs no result (a report's figures) is done while they check.
+    ``meanwhile()`` is called while the claims are handed to the workers (from a thread: the
+    first hand-over waits for the fork server's imports), before their results are awaited:
+    work that needs no result (a report's figures) is done while they start and check.
     ``keys``: the claims' cache keys (``Cache.key``) where the caller has them already (a
     topic's stored index).
     """
@@ -95,16 +96,21 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
             helper = _frameworks_helper(frameworks)
     with (helper or contextlib.nullcontext()) as run_frameworks, \
             _workers(min(jobs, len(todo)), modules) as pool:
-        submitting = None
+        submitting, stop = None, threading.Event()
         if pool is not None:
             def submit():
                 for n in todo:
+                    if stop.is_set():
+                        return
                     try:   # pickled here, so that a claim that cannot be sent stays here
                         task = pickle.dumps((claims[n], per_claim[n]),
                                             protocol=pickle.HIGHEST_PROTOCOL)
-                        futures[n] = pool.submit(_check_in_worker, task)
-                    except Exception:  # noqa: BLE001 -- not sent (or the pool is ended)
+                    except Exception:  # noqa: BLE001
                         continue
+                    try:
+                        futures[n] = pool.submit(_check_in_worker, task)
+                    except Exception:  # noqa: BLE001 -- a broken pool: the rest are checked here
+                        return
             if meanwhile is None:
                 submit()
             else:
@@ -112,10 +118,17 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
                 # (2-3 s, one core): the other work is done meanwhile, not after it
                 submitting = threading.Thread(target=submit, daemon=True)
                 submitting.start()
-        if meanwhile is not None:
-            meanwhile()
-        if submitting is not None:
-            submitting.join()
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        except BaseException:
+            stop.set()   # (Ctrl-C) nothing more is sent
+            raise
+        finally:
+            # the pool's workers exist once the thread is done, so that ending the pool on
+            # the way out (an exception) ends them too
+            if submitting is not None:
+                submitting.join()
         for n, claim in enumerate(claims):
             payload = None
             if results[n] is None:
@@ -280,7 +293,7 @@ def _end_at_once(pool: ProcessPoolExecutor):
     if manager is not None:
         # it sees its workers gone and closes the pool's queues; until then it holds them
         # (and their named semaphores, which a process ending at once would leave behind)
-        manager.join(1.0)
+        manager.join(5.0)
 
 
 __all__ = ["check_many", "default_jobs"]

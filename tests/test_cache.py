@@ -4,6 +4,7 @@ trusted, and a cached result renders to the same bytes as a fresh one."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 import pickle
@@ -540,13 +541,18 @@ def test_a_stored_result_that_does_not_load_is_checked_again(monkeypatch, counte
 
 # -- its size ------------------------------------------------------------------------------------
 
+def _key(name: str) -> str:
+    """A key as derive makes them (64 hex digits), one per name."""
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
 def _stored(store, names, size=10_000):
     """An entry per name (a rendered document of ``size`` bytes), used at times 1, 2, ...
     in that order; {name: its file}."""
     paths = {}
     for used, name in enumerate(names, 1):
-        store.put_files("documents", name, {"x.tex": bytes([used]) * size})
-        paths[name] = store._path("documents", name)
+        store.put_files("documents", _key(name), {"x.tex": bytes([used]) * size})
+        paths[name] = store._path("documents", _key(name))
         os.utime(paths[name], (used, used))
     return paths
 
@@ -555,36 +561,70 @@ def test_pruning_removes_what_was_used_least_recently_until_the_rest_fits(privat
     store = cache.Cache(private_cache)
     paths = _stored(store, ["a", "b", "c", "d"])
     each = paths["a"].stat().st_size
-    assert store.get_files("documents", "a") is not None   # read: used now, kept longest
+    assert store.get_files("documents", _key("a")) is not None   # read: used now
     removed = store.prune(2 * each)
     assert {n for n, p in paths.items() if p.exists()} == {"a", "d"}
     assert removed == 2 * each
     assert store.prune(2 * each) == 0 and store.prune(None) == 0
-    assert store.get_files("documents", "a") == {"x.tex": bytes([1]) * 10_000}
+    assert store.get_files("documents", _key("a")) == {"x.tex": bytes([1]) * 10_000}
+
+
+def test_a_file_another_process_pruned_first_counts_as_removed(private_cache, monkeypatch):
+    store = cache.Cache(private_cache)
+    paths = _stored(store, ["a", "b", "c"])
+    each = paths["a"].stat().st_size
+    unlink = Path.unlink
+
+    def gone_first(path, *args, **kwargs):
+        unlink(path, *args, **kwargs)
+        if path == paths["a"]:
+            raise FileNotFoundError(path)   # as if another process had removed it just before
+    monkeypatch.setattr(Path, "unlink", gone_first)
+    assert store.prune(2 * each) == each
+    assert {n for n, p in paths.items() if p.exists()} == {"b", "c"}
+
+
+def test_a_summary_read_keeps_its_result_as_recently_used(private_cache):
+    claim = claims()[0]
+    store = cache.Cache(private_cache)
+    key = store.key(claim, SMALL)
+    store.put(claim, SMALL, verify.check(claim, SMALL), key=key)
+    for kind in ("result", "summary"):
+        os.utime(store._path(kind, key), (1, 1))
+    assert store.get_summary(claim.id, key) is not None
+    assert all(store._path(kind, key).stat().st_mtime > 1 for kind in ("result", "summary"))
 
 
 def test_pruning_touches_nothing_but_derives_own_files(private_cache, tmp_path):
     store = cache.Cache(private_cache)
     ours = list(_stored(store, ["a", "b"]).values())
     (private_cache / "jax").mkdir()
-    ours.append(private_cache / "jax" / "jit_program-cache")
+    ours.append(private_cache / "jax" / f"jit_program-{_key('p')}-cache")
     ours[-1].write_bytes(b"compiled")
     outside = tmp_path / "precious.pickle"
     outside.write_bytes(b"the user's")
+    elsewhere = tmp_path / "elsewhere"
     foreign = [private_cache / "notes.txt", private_cache / "results" / "README",
-               private_cache / "mine" / "x.pickle", private_cache / "documents" / "draft.tex"]
+               private_cache / "mine" / f"{_key('x')}.pickle",
+               private_cache / "documents" / "draft.tex",
+               private_cache / "documents" / "draft.pickle",
+               private_cache / "documents" / f".{_key('y')}.pickle.1234.tmp",
+               private_cache / "jax" / "notes.txt",
+               elsewhere / f"{_key('z')}.pickle"]
     for path in foreign:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"not derive's")
-    (private_cache / "documents" / "link.pickle").symlink_to(outside)
+    (private_cache / "documents" / f"{_key('link')}.pickle").symlink_to(outside)
+    (private_cache / "pdf").symlink_to(elsewhere, target_is_directory=True)
     store.prune(1)
     assert not any(p.exists() for p in ours)
     assert all(p.exists() for p in foreign) and outside.read_bytes() == b"the user's"
-    assert (private_cache / "documents" / "link.pickle").is_symlink()
+    assert (private_cache / "documents" / f"{_key('link')}.pickle").is_symlink()
 
 
 @pytest.mark.parametrize("text, limit", [("", cache.DEFAULT_LIMIT_MB * 2 ** 20), ("0", None),
-                                         ("1.5", 3 * 2 ** 19), (" 64 ", 64 * 2 ** 20)])
+                                         ("1.5", 3 * 2 ** 19), (" 64 ", 64 * 2 ** 20),
+                                         ("1e-9", 1)])
 def test_the_size_limit_is_read_in_megabytes(text, limit):
     assert cache.size_limit({cache.LIMIT_VARIABLE: text}) == limit
 

@@ -3,12 +3,14 @@ order, and claims that cannot travel checked here."""
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +149,19 @@ def test_the_work_done_meanwhile_does_not_wait_for_the_workers_to_start(monkeypa
     assert [r.verdict.status for r in results] == ["proved", "proved"]
 
 
+def test_work_done_meanwhile_that_stops_ends_the_workers_started_meanwhile():
+    # Ctrl-C while the figures are drawn, before the first claim is handed over (the fork
+    # server still importing): the workers that hand-over starts are ended all the same
+    def interrupted():
+        time.sleep(0.3)
+        raise RuntimeError("stopped")
+    with pytest.raises(RuntimeError):
+        runner.check_many(centering.claims(), SMALL, jobs=2, meanwhile=interrupted)
+    assert not multiprocessing.active_children()
+    assert not [t for t in threading.enumerate() if t.name.startswith("ExecutorManager")
+                or type(t).__name__ == "_ExecutorManagerThread"]
+
+
 def test_one_settings_per_claim():
     claims = centering.claims()[:2]
     other = Settings(frameworks=(), explicit_sizes=(1, 2), random_instances=25,
@@ -177,9 +192,13 @@ def test_check_prints_the_same_with_one_job_and_two(tmp_path):
         "batchnorm.backward-without-variance-path"]
 
 
-def _ctrl_c_as_from_a_terminal():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+# ``python -m derive`` with Ctrl-C as from a terminal: a test runner's worker may ignore or
+# block it, and the command would inherit that
+AS_FROM_A_TERMINAL = (
+    "import runpy, signal; "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT]); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('derive', run_name='__main__', alter_sys=True)")
 
 
 def test_an_interrupted_check_stops_its_workers_and_says_only_that():
@@ -187,22 +206,20 @@ def test_an_interrupted_check_stops_its_workers_and_says_only_that():
     # semaphores the pool left behind (the process ends at once, so the pool must have
     # given them back before)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "derive", "check", "examples/layernorm_backward.py",
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, "check", "examples/layernorm_backward.py",
          "examples/bias_before_normalization.py", "--frameworks", "none", "--jobs", "2",
-         "--fresh"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        # as from a terminal: a test runner's worker may ignore or block Ctrl-C, and its
-        # children would inherit that
-        preexec_fn=_ctrl_c_as_from_a_terminal)
+         "--fresh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    hung = threading.Timer(300, proc.kill)   # a command that hangs fails the test, not the run
+    hung.start()
     try:
         # the first claim, the quickest, is checked; two slower ones are still being checked
         assert proc.stdout.readline().startswith("PROVED")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
+        hung.cancel()
         proc.kill()
-    assert proc.returncode == 130, (err, signal.getsignal(signal.SIGINT),
-                                    signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    assert proc.returncode == 130, err
     assert [line for line in err.splitlines() if "from the cache" not in line] == [
         "derive: interrupted"], err
 
