@@ -105,6 +105,12 @@ def size_limit(environ=None) -> int | None:
     return max(1, int(megabytes * 2 ** 20)) if megabytes else None
 
 
+def _touch(path: Path) -> None:
+    """Mark an entry as used now: the last to go when the cache is pruned."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
 class Uncacheable(Exception):
     """The claim holds something no key can describe faithfully."""
 
@@ -588,9 +594,11 @@ class Cache:
     came from the cache.
     """
 
-    def __init__(self, directory: Path | None = None, fresh: bool = False):
+    def __init__(self, directory: Path | None = None, fresh: bool = False,
+                 limit: int | None = None):
         self.directory = Path(directory) if directory is not None else cache_dir()
         self.fresh = fresh
+        self.limit = limit      # bytes ``tidy`` keeps it under (``size_limit``); None: any
         self.hits = 0
         self.misses = 0
         self._served: set[int] = set()
@@ -609,8 +617,7 @@ class Cache:
             found = _unpack(path.read_bytes(), kind, key)
         except Exception:  # noqa: BLE001 -- missing, corrupt, truncated, foreign: not trusted
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)   # used now: the last to go when the cache is pruned
+        _touch(path)
         return found
 
     def _write(self, kind: str, key: str, payload: bytes) -> None:
@@ -645,6 +652,11 @@ class Cache:
                 except OSError:
                     continue   # removed meanwhile (another process pruning)
         return found
+
+    def tidy(self) -> None:
+        """After a run that stored something: back under ``limit``."""
+        if self.wrote:
+            self.prune(self.limit)
 
     def prune(self, limit: int | None) -> int:
         """Remove the files used least recently until derive's take at most ``limit`` bytes
@@ -734,8 +746,7 @@ class Cache:
         not load as this claim's."""
         if key is None or not self._path("result", key).is_file():
             return None
-        with contextlib.suppress(OSError):
-            os.utime(self._path("result", key))   # used, with its summary: pruned together
+        _touch(self._path("result", key))   # used with its summary: they age together
         found = self._summary(key, claim_id)
         return self._serve(found) if found is not None else None
 

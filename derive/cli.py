@@ -253,17 +253,16 @@ def _cache(args):
     if os.environ.get("PYTEST_CURRENT_TEST") and not os.environ.get("DERIVE_CACHE"):
         return None
     try:
-        size_limit()   # a limit that is not one is refused before any work, not after
+        limit = size_limit()   # a limit that is not one is refused before any work, not after
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return Cache(fresh=args.fresh)
+    return Cache(fresh=args.fresh, limit=limit)
 
 
 def _tidy(cache) -> None:
-    """After a run that stored something: the cache back under its size limit."""
-    from .cache import size_limit
-    if cache is not None and cache.wrote:
-        cache.prune(size_limit())
+    """After a run: the cache back under its size limit, if it stored something."""
+    if cache is not None:
+        cache.tidy()
 
 
 def _jobs(args) -> int:

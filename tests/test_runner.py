@@ -354,7 +354,6 @@ def test_one_claim_has_its_autograd_layers_run_by_a_forked_helper_with_the_same_
 
 
 def test_the_helper_is_forked_only_where_forking_is_safe():
-    import threading
     assert not runner._can_fork_helper([])                  # nothing to import
     assert not runner._can_fork_helper(["json", "no_such_module_anywhere"])   # json is here
     stop = threading.Event()

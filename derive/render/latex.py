@@ -49,23 +49,19 @@ class BatchLatexPrinter(LatexPrinter):
     memo: dict | None = None
 
     def _print(self, expr, **kwargs):
-        if self.memo is None or not isinstance(expr, sp.Basic):
-            name = self.abbreviations.get(expr) if isinstance(expr, sp.Basic) else None
-            return name if name is not None else super()._print(expr, **kwargs)
-        key = (expr, tuple(sorted(kwargs.items()))) if kwargs else expr
+        if not isinstance(expr, sp.Basic):
+            return super()._print(expr, **kwargs)
+        key = (expr, tuple(sorted(kwargs.items())))
         try:
-            done = self.memo.get(key)
+            done = self.memo.get(key) if self.memo is not None else None
         except TypeError:   # a keyword that does not hash: printed, not remembered
-            self.memo, saved = None, self.memo
-            try:
-                return self._print(expr, **kwargs)
-            finally:
-                self.memo = saved
+            key = done = None
         if done is None:
             done = self.abbreviations.get(expr)
             if done is None:
                 done = super()._print(expr, **kwargs)
-            self.memo[key] = done
+            if self.memo is not None and key is not None:
+                self.memo[key] = done
         return done
 
     # a statistic printed by its name is one symbol: 2 mu_B, not 2 (mu_B)
