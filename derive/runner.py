@@ -15,9 +15,10 @@ import starts no thread (their thread pools and XLA's backend start on first use
 worker), and the seconds each import takes are paid once, not once per worker.  Checked in
 this process, the claims find the frameworks imported before the first of them, as in a
 worker: each claim's time is its own -- except for a single claim with a core to spare
-(``derive check`` on one claim): then a helper process, forked from this one, imports the
-frameworks while this process runs the claim's core layers, and runs its autograd layers
-(``_frameworks_helper``), so the imports no longer come before the work.  A claim that cannot
+(``derive check`` on one claim): then each framework gets a process of its own, forked from
+this one, which imports it and compiles the claim's programs while this process runs the
+claim's core layers, and evaluates the autograd layers' instances (``_framework_peers``), so
+the imports run side by side and no longer come before the work.  A claim that cannot
 be sent to a worker (it does not pickle), or whose worker fails, is checked in this process,
 at its turn.  ``jobs=1`` checks everything here, in order, as ``verify.check_all`` does.
 """
@@ -43,6 +44,7 @@ from .cache import Cache, dumps_result, loads_result
 # imports at its first claim, takes 0.4 s)
 PRELOAD = ["derive.verify", "derive.cache", "hypothesis", "hypothesis.strategies"]
 FRAMEWORK_MODULES = {"torch": ["torch"], "jax": ["jax", "jax.numpy"]}
+PEER_GRACE = 0.5   # seconds a framework's peer has to end by itself once its work is done
 
 
 def default_jobs() -> int:
@@ -80,21 +82,22 @@ def check_many(claims, settings, jobs: int = 1, progress=None, cache: Cache | No
     todo = [n for n, r in enumerate(results) if r is None]
     futures: dict[int, Future] = {}
     modules = preload([claims[n] for n in todo], [per_claim[n] for n in todo]) if todo else []
-    helper = None
+    peers = None
     if min(jobs, len(todo)) <= 1:
         # checked here: what a worker has is imported before the first claim, so that its
         # time is its own and not the imports' (the frameworks: about 2 s) -- except, for one
-        # claim with a core to spare, the frameworks: a process forked from this one (after
-        # the rest is imported, so that it inherits them) imports them while this one runs
-        # the claim's core layers, and then runs its autograd layers (``_frameworks_helper``)
+        # claim with a core to spare, the frameworks: a process per framework, forked from
+        # this one (after the rest is imported, so that it inherits them), imports it while
+        # this one runs the claim's core layers, and evaluates its instances
+        # (``_framework_peers``)
         frameworks = [m for m in modules if m not in PRELOAD]
-        forked = jobs > 1 and len(todo) == 1 and _can_fork_helper(frameworks)
+        forked = jobs > 1 and len(todo) == 1 and _can_fork_peers(frameworks)
         for module in modules:
             if not (forked and module in frameworks):
                 importlib.import_module(module)
         if forked:
-            helper = _frameworks_helper(frameworks)
-    with (helper or contextlib.nullcontext()) as run_frameworks, \
+            peers = _framework_peers(frameworks, claims[todo[0]])
+    with (peers or contextlib.nullcontext()) as run_frameworks, \
             _workers(min(jobs, len(todo)), modules) as pool:
         submitting, stop = None, threading.Event()
         if pool is not None:
@@ -169,8 +172,8 @@ def _outcome(future: Future | None, claim, settings, run_frameworks=None):
     return verify.check(claim, settings, run_frameworks=run_frameworks), None
 
 
-def _can_fork_helper(modules) -> bool:
-    """Whether ``_frameworks_helper`` may fork this process to import ``modules``: some to
+def _can_fork_peers(modules) -> bool:
+    """Whether ``_framework_peers`` may fork this process to import ``modules``: some to
     import, none of them imported here already, no thread but this one (a fork copies the
     locks of other threads in whatever state they are, and a framework may have started
     some), and a system that forks."""
@@ -180,45 +183,77 @@ def _can_fork_helper(modules) -> bool:
 
 
 @contextlib.contextmanager
-def _frameworks_helper(modules):
-    """A callable running ``verify.framework_layers`` in one process forked from this one.
+def _framework_peers(modules, claim):
+    """A callable running ``verify.framework_layers`` here, with each framework evaluated in
+    a process of its own (a peer) forked from this one at once.
 
-    Forked at once, the helper inherits everything imported here (SymPy, derive, the
-    claim) and imports ``modules`` (torch, jax: about 2 s) while this process runs the
-    claim's core layers, which take about as long; the autograd layers then run there, with
-    the arguments this process would have used, so the evidence is the same.  Where the
-    helper fails, they run here after all."""
+    Each peer inherits everything imported here (SymPy, derive, the claim), imports its
+    framework (torch about 1.4 s, JAX 0.7 s) and compiles the claim's programs in it, while
+    this process runs the claim's core layers: the two imports run side by side, and not
+    before the work.  The autograd layers then draw their instances here and have each
+    evaluated in every peer at once (``frameworks.layers``'s ``elsewhere``), with the
+    arguments this process would have used, so the evidence is the same.  Where a peer
+    fails, the layers run here after all."""
+    from .frameworks import PeerLost
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_helper,
-                               initargs=(dict(os.environ), os.getpid(), list(modules)))
-    pool.submit(int)   # forks now (the fork method starts its workers at the first task)
+    peers, processes = {}, []
+
+    def end():
+        # a peer that has answered everything ends when its connection closes; one still
+        # importing or compiling (the claim ran out of time, Ctrl-C) is not waited for
+        for connection in peers.values():
+            connection.close()
+        for process in processes:
+            process.join(PEER_GRACE)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    try:
+        for name, names in FRAMEWORK_MODULES.items():
+            if names[0] not in modules:
+                continue
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=_framework_peer, daemon=True,
+                args=(theirs, [mine, *peers.values()], dict(os.environ), os.getpid(),
+                      names, name, claim))
+            process.start()
+            theirs.close()
+            peers[name] = mine
+            processes.append(process)
+    except BaseException:
+        end()
+        raise
 
     def run(claim, settings, deadline, shrink):
         try:
-            task = pickle.dumps((claim, settings, deadline, shrink),
-                                protocol=pickle.HIGHEST_PROTOCOL)
-            return pickle.loads(pool.submit(_frameworks_in_helper, task).result())
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception:  # noqa: BLE001 -- it did not travel or the helper died: here, then
+            return verify.framework_layers(claim, settings, deadline, shrink,
+                                           elsewhere=peers)
+        except PeerLost:
             return verify.framework_layers(claim, settings, deadline, shrink)
     try:
         yield run
     finally:
-        # its work, if any, is done and received: a helper still importing (the claim
-        # needed no framework after all: out of time, say) is not waited for
-        _end_at_once(pool)
+        end()
 
 
-def _start_helper(environment: dict[str, str], parent: int, modules):
-    _start_worker(environment, parent)
-    for module in modules:
-        importlib.import_module(module)
-
-
-def _frameworks_in_helper(task: bytes) -> bytes:
-    return pickle.dumps(verify.framework_layers(*pickle.loads(task)),
-                        protocol=pickle.HIGHEST_PROTOCOL)
+def _framework_peer(connection, others, environment: dict[str, str], parent: int, modules,
+                    name: str, claim):
+    """A peer: imports one framework, compiles ``claim``'s programs in it, and evaluates
+    the instances it is sent (``frameworks.serve``) until this process's parent is done.
+    Where the import fails it just ends: the parent then finds it gone."""
+    try:
+        for other in others:   # the parent's ends, inherited: open here, they hide its end
+            other.close()
+        _start_worker(environment, parent)
+        for module in modules:
+            importlib.import_module(module)
+        from .frameworks import prepare, serve
+        serve(connection, prepare(claim, name))
+    except BaseException:  # noqa: BLE001 -- nothing to print: the parent finds it gone
+        pass
+    finally:
+        connection.close()
 
 
 def _check_in_worker(task: bytes) -> bytes:

@@ -878,17 +878,20 @@ def _decide(symbolic, explicit, numeric, corroborating, thin, counterexample, re
 
 
 def framework_layers(claim: Claim, settings: Settings, deadline: float | None = None,
-                     shrink: bool = True) -> list[Evidence]:
+                     shrink: bool = True, elsewhere=None) -> list[Evidence]:
     """Autograd in each of ``settings.frameworks`` that is installed, for a claim the
-    frameworks apply to (``corroborating_layers``); [] for any other."""
+    frameworks apply to (``corroborating_layers``); [] for any other.  ``elsewhere``: the
+    frameworks another process evaluates (``frameworks.layers``)."""
     from . import frameworks
-    names = [n for n in settings.frameworks
-             if frameworks.applies(claim) and frameworks.backend(n) is not None]
+    elsewhere = elsewhere or {}
+    names = [n for n in settings.frameworks if frameworks.applies(claim)
+             and (n in elsewhere or frameworks.backend(n) is not None)]
     if not names:
         return []
     t0 = time.perf_counter()
     try:   # the same instances in every framework: drawing them is the cost
-        return frameworks.layers(claim, names, settings, deadline, shrink=shrink)
+        return frameworks.layers(claim, names, settings, deadline, shrink=shrink,
+                                 elsewhere={n: c for n, c in elsewhere.items() if n in names})
     except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
         return [_could_not_run(n, err, time.perf_counter() - t0) for n in names]
 

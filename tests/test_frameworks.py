@@ -253,6 +253,6 @@ def test_a_compile_option_xla_refuses_is_dropped_and_the_value_is_still_computed
 
 def test_the_version_recorded_is_a_plain_string(xp):
     # a framework's own version type (torch's TorchVersion) in the evidence would make every
-    # pickled result -- the cache's, the forked helper's -- import the framework to be read
+    # pickled result -- the cache's, a framework peer's -- import the framework to be read
     assert type(xp.version) is str and xp.version
     assert type(pickle.loads(pickle.dumps(xp.version))) is str

@@ -307,28 +307,46 @@ def test_checked_here_the_frameworks_are_imported_before_the_first_claim(monkeyp
     assert order == runner.PRELOAD + ["centering.affine"]   # no claim checked in a framework
 
 
-# -- one claim: its autograd layers in a process forked while its core layers run -------------
+# -- one claim: each framework in a process forked while its core layers run ---------------
 
 # check_many on one gradient claim in a fresh process: were torch or jax imported in it, and
-# what did each layer find?  argv: the jobs, and "die" to have the helper process die.
+# what did each layer find?  argv: the jobs, the claim ("centering" for
+# centering.naive-gradient, else an example file's first claim), and how a peer fails:
+# "die" (at its start) or "die-later" (after its first answers).
 ONE_CLAIM = """
 import json, os, sys
-from derive import runner
+from pathlib import Path
+from derive import frameworks, runner
 from derive.claims import centering
+from derive.collect import load_claims
 from derive.verify import Settings
 
-def die(task):
-    os._exit(3)
-
-if sys.argv[2:] == ["die"]:
-    runner._frameworks_in_helper = die
-claim = {c.id: c for c in centering.claims()}["centering.naive-gradient"]
+jobs, source, *failing = sys.argv[1:]
+if failing == ["die"]:
+    runner._framework_peer = lambda *args: os._exit(3)
+if failing == ["die-later"]:
+    serve = frameworks.serve
+    def serve_a_little(connection, prepared=None):
+        class Tired:
+            answered = 0
+            def recv(self):
+                if self.answered == 3:
+                    os._exit(3)
+                self.answered += 1
+                return connection.recv()
+            def send(self, message):
+                connection.send(message)
+        serve(Tired(), prepared)
+    frameworks.serve = serve_a_little
+claim = ({c.id: c for c in centering.claims()}["centering.naive-gradient"]
+         if source == "centering" else load_claims(Path(source))[0])
 settings = Settings(explicit_sizes=(1, 2, 3), random_instances=20, hypothesis_examples=10,
                     framework_examples=10, simulation=False)
-[result] = runner.check_many([claim], settings, jobs=int(sys.argv[1]))
+[result] = runner.check_many([claim], settings, jobs=int(jobs))
 print(json.dumps({"imported here": sorted({"torch", "jax"} & set(sys.modules)),
                   "verdict": result.verdict.status,
-                  "evidence": [(e.kind, e.holds, e.summary) for e in result.evidence]}))
+                  "evidence": [(e.kind, e.holds, e.summary, e.details)
+                               for e in result.evidence]}, default=str))
 """
 
 
@@ -337,30 +355,60 @@ def one_claim(*args) -> dict:
     proc = subprocess.run([sys.executable, "-c", ONE_CLAIM, *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""   # nothing printed, however a peer ends
     return json.loads(proc.stdout)
 
 
-def test_one_claim_has_its_autograd_layers_run_by_a_forked_helper_with_the_same_evidence():
+WRONG = str(ROOT / "examples" / "wrong_batchnorm_backward.py")
+
+
+@pytest.mark.parametrize("source", ["centering", WRONG])
+def test_one_claim_has_its_frameworks_evaluated_by_forked_peers_with_the_same_evidence(source):
     for name in ("torch", "jax"):
         pytest.importorskip(name, reason=f"{name} is not installed")
-    here, helped = one_claim("1"), one_claim("2")
-    # with a spare core the frameworks were imported, and ran, in the helper only
-    assert here["imported here"] == ["jax", "torch"] and helped["imported here"] == []
-    assert [kind for kind, _, _ in helped["evidence"]] == [
-        "symbolic", "explicit", "numeric", "torch", "jax"]
-    assert helped == {**here, "imported here": []}
-    # a helper that dies leaves the layers to this process, with the same evidence
-    assert one_claim("2", "die") == here
+    here, peers = one_claim("1", source), one_claim("2", source)
+    # with a spare core the frameworks were imported, and evaluated, in the peers only
+    assert here["imported here"] == ["jax", "torch"] and peers["imported here"] == []
+    kinds = [kind for kind, *_ in peers["evidence"]]
+    assert {"torch", "jax"} <= set(kinds) and kinds == [kind for kind, *_ in here["evidence"]]
+    # every layer's summary and details, the refuted claim's failing instance included
+    assert peers == {**here, "imported here": []}
+    if source == WRONG:
+        assert here["verdict"] == "refuted"
+        assert [holds for kind, holds, *_ in here["evidence"] if kind == "jax"] == [False]
 
 
-def test_the_helper_is_forked_only_where_forking_is_safe():
-    assert not runner._can_fork_helper([])                  # nothing to import
-    assert not runner._can_fork_helper(["json", "no_such_module_anywhere"])   # json is here
+@pytest.mark.parametrize("failing", ["die", "die-later"])
+def test_a_peer_that_dies_leaves_the_layers_to_this_process_with_the_same_evidence(failing):
+    for name in ("torch", "jax"):
+        pytest.importorskip(name, reason=f"{name} is not installed")
+    here, lost = one_claim("1", "centering"), one_claim("2", "centering", failing)
+    assert lost["imported here"] == ["jax", "torch"]   # imported here after all
+    assert lost == here
+
+
+def test_a_run_takes_the_prepared_programs_it_uses_and_only_those():
+    # a peer compiles the claim's programs before the instances come (frameworks.prepare);
+    # the run takes what it uses, and its cache -- which the evidence reads -- holds no more
+    pytest.importorskip("jax", reason="jax is not installed")
+    from derive import frameworks
+    claim = {c.id: c for c in centering.claims()}["centering.naive-gradient"]
+    claim_id, programs = frameworks.prepare(claim, "jax")
+    assert claim_id == claim.id and list(programs) == [()]   # no function: one program
+    compiled = programs[()]
+    run = frameworks._Run(claim, frameworks.backend("jax"), {**programs, ("other",): object()})
+    assert run.compiled({}) is compiled
+    assert list(run.cache.values()) == [compiled]
+
+
+def test_peers_are_forked_only_where_forking_is_safe():
+    assert not runner._can_fork_peers([])                  # nothing to import
+    assert not runner._can_fork_peers(["json", "no_such_module_anywhere"])   # json is here
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:   # a thread besides this one: a fork would copy its locks as they are
-        assert not runner._can_fork_helper(["no_such_module_anywhere"])
+        assert not runner._can_fork_peers(["no_such_module_anywhere"])
     finally:
         stop.set()
         other.join()

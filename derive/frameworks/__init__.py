@@ -233,9 +233,12 @@ def _error(pairs):
 class _Run:
     """The instances of one claim in one framework: the error of each, and the worst."""
 
-    def __init__(self, claim: Claim, xp):
+    def __init__(self, claim: Claim, xp, prepared=None):
         self.claim, self.xp = claim, xp
         self.cache: dict = {}
+        # programs compiled before the run (``prepare``), each taken when first used, so
+        # that ``cache`` holds only what this run's instances used
+        self.prepared = dict(prepared or {})
         self.tolerance = TOLERANCE[xp.dtype]
         self.formula = {"instances": 0, "max_error": 0.0}
         self.operator = {"instances": 0, "max_error": 0.0, "undefined": 0}
@@ -249,7 +252,9 @@ class _Run:
     def compiled(self, choice) -> _Compiled:
         key = tuple(sorted((str(f), str(lam)) for f, lam in choice.items()))
         if key not in self.cache:
-            self.cache[key] = _Compiled(self.claim, self.xp, choice)
+            found = self.prepared.pop(key, None)
+            self.cache[key] = (found if found is not None
+                               else _Compiled(self.claim, self.xp, choice))
         return self.cache[key]
 
     def compare(self, inst: numeric.Instance):
@@ -319,6 +324,14 @@ class _Run:
                 self.operator["undefined"] += 1
         return found
 
+    def ask(self, inst: numeric.Instance):
+        """``error(inst)``, as a callable that gives it: evaluated when called (a run in
+        another process, ``_Elsewhere``, starts at once and answers then)."""
+        return lambda: self.error(inst)
+
+    def evidence(self, count: int, shrunk, seconds: float) -> Evidence:
+        return _evidence(self.claim, self, count, shrunk, seconds)
+
     def error(self, inst: numeric.Instance) -> float:
         """The instance's worst error over both comparisons (NaN outside the domain)."""
         t0 = time.perf_counter()
@@ -338,7 +351,7 @@ class _Run:
 
 
 def layers(claim: Claim, names, settings, deadline: float | None = None,
-           shrink: bool = True) -> list[Evidence]:
+           shrink: bool = True, elsewhere=None) -> list[Evidence]:
     """Each named framework's evidence for a gradient claim, on the same instances.
 
     One Hypothesis run draws every instance once and evaluates it in each framework (drawing
@@ -346,13 +359,21 @@ def layers(claim: Claim, names, settings, deadline: float | None = None,
     comparison fails, and Hypothesis shrinks it for all of them -- unless ``shrink`` is
     False (another layer has already seen the statement fail), when the first failure is
     reported as drawn.
+
+    ``elsewhere``: {name: connection} for frameworks evaluated in another process (``serve``
+    at the other end), each instance there while this process evaluates it in the others.
+    The evidence is the same as from evaluating them here; a process that is gone raises
+    ``PeerLost``.
     """
     t0 = time.perf_counter()
-    runs = [_Run(claim, backend(name)) for name in names]
+    elsewhere = elsewhere or {}
+    runs = [_Elsewhere(elsewhere[name], claim, name) if name in elsewhere
+            else _Run(claim, backend(name)) for name in names]
     tolerance = min(r.tolerance for r in runs)
 
     def error(inst):
-        found = [e for e in (r.error(inst) for r in runs) if not math.isnan(e)]
+        answers = [r.ask(inst) for r in runs]   # those elsewhere start now
+        found = [e for e in (answer() for answer in answers) if not math.isnan(e)]
         return max(found) if found else math.nan
 
     # numeric's driver: over several axes each size stays within AXIS_MAX and the product
@@ -363,8 +384,113 @@ def layers(claim: Claim, names, settings, deadline: float | None = None,
         error=error, tolerance=tolerance, shrink_steps=numeric.SHRINK_STEPS if shrink else 0)
     if not shrink:
         failure = None   # as drawn: each framework reports its own first failure
-    shared = (time.perf_counter() - t0 - sum(r.seconds for r in runs)) / len(runs)
-    return [_evidence(claim, r, count, failure, r.seconds + shared) for r in runs]
+    # the time no framework accounts for (drawing), shared; frameworks elsewhere overlap
+    shared = max(0.0, time.perf_counter() - t0 - sum(r.seconds for r in runs)) / len(runs)
+    return [r.evidence(count, failure, r.seconds + shared) for r in runs]
+
+
+class PeerLost(BaseException):
+    """The process evaluating a framework (``layers``'s ``elsewhere``) is gone or could not
+    start it: its layer cannot be finished as it would have been.  A BaseException, so
+    that neither Hypothesis (which would shrink it as a failure) nor a layer's own error
+    handling (which would report the layer as not run) takes it for the framework's."""
+
+
+class _Elsewhere:
+    """A ``_Run`` in another process (``serve``), through a connection: the same questions,
+    answered there."""
+
+    def __init__(self, connection, claim: Claim, name: str):
+        self.connection, self.seconds = connection, 0.0
+        self.tolerance = self._call("start", claim, name)
+
+    def _send(self, *message):
+        try:
+            self.connection.send(message)
+        except (OSError, ValueError) as err:
+            raise PeerLost(f"the {message[0]!r} message was not sent: {err}") from None
+
+    def _receive(self):
+        try:
+            kind, value = self.connection.recv()
+        except (EOFError, OSError) as err:
+            raise PeerLost(f"no answer: {err or 'the process ended'}") from None
+        if kind == "raise":
+            raise value   # the framework's own error, as it would have been raised here
+        if kind == "lost":
+            raise PeerLost(value)
+        return value
+
+    def _call(self, *message):
+        self._send(*message)
+        return self._receive()
+
+    def ask(self, inst):
+        self._send("error", inst)
+
+        def answer():
+            value, self.seconds = self._receive()
+            return value
+        return answer
+
+    def evidence(self, count: int, shrunk, seconds: float) -> Evidence:
+        return self._call("evidence", count, shrunk, seconds)
+
+
+def prepare(claim: Claim, name: str, tries: int = 5):
+    """(claim id, programs): ``claim``'s programs in framework ``name``, compiled and run
+    once on seeded random instances, for the run of that claim to take (``_Run``'s
+    ``prepared``).  Nothing is counted: a process that has the claim before its instances
+    come compiles meanwhile.  A failure here prepares nothing; the run meets it again."""
+    run = None
+    try:
+        run = _Run(claim, backend(name))
+        for inst in numeric.random_instances(claim, tries):
+            if run.compare(inst):
+                break
+    except Exception:  # noqa: BLE001 -- the run itself raises it, where it counts
+        pass
+    return claim.id, (run.cache if run is not None else {})
+
+
+def serve(connection, prepared=None) -> None:
+    """Answer ``_Elsewhere``'s questions with a ``_Run`` of this process until the
+    connection closes: "start" (claim, framework name) makes the run and gives its
+    tolerance, "error" (instance) its error and the run's seconds so far, "evidence"
+    (count, shrunk instance, seconds) its evidence.  An exception of the framework's is sent
+    back to be raised there; one that does not travel ends the run ("lost").
+    ``prepared``: ``prepare``'s programs, taken by the first run of that claim."""
+    run = None
+    while True:
+        try:
+            kind, *args = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if kind == "start":
+                claim, name = args
+                xp = backend(name)
+                if xp is None:
+                    connection.send(("lost", f"{name} is not installed there"))
+                    continue
+                programs = None
+                if prepared is not None and prepared[0] == claim.id:
+                    programs, prepared = prepared[1], None
+                run = _Run(claim, xp, programs)
+                value = run.tolerance
+            elif kind == "error":
+                value = (run.error(args[0]), run.seconds)
+            else:   # "evidence"
+                value = run.evidence(*args)
+            reply = ("ok", value)
+        except Exception as err:  # noqa: BLE001 -- the framework's: raised at the other end
+            reply = ("raise", err)
+        try:
+            connection.send(reply)
+        except (OSError, EOFError):
+            return
+        except Exception as err:  # noqa: BLE001 -- an answer that does not pickle
+            connection.send(("lost", f"an answer to {kind!r} did not travel: {err}"))
 
 
 def layer(claim: Claim, name: str, settings, deadline: float | None = None) -> Evidence:

@@ -78,7 +78,7 @@ class TorchBackend:
 
         self.torch, self.F = torch, F
         # a plain str: torch's own version type would make every pickled result that
-        # records it (the cache's, a helper's) import torch to be read back
+        # records it (the cache's, a framework peer's) import torch to be read back
         self.version = str(torch.__version__)
         self.float = torch.float64
 
