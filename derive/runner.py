@@ -193,39 +193,52 @@ def _framework_peers(modules, claim):
     before the work.  The autograd layers then draw their instances here and have each
     evaluated in every peer at once (``frameworks.layers``'s ``elsewhere``), with the
     arguments this process would have used, so the evidence is the same.  Where a peer
-    fails, the layers run here after all."""
+    fails, or none could be forked, the layers run here after all."""
     from .frameworks import PeerLost
     context = multiprocessing.get_context("fork")
-    peers, processes = {}, []
+    peers, processes, answered = {}, [], []
 
-    def end():
-        # a peer that has answered everything ends when its connection closes; one still
-        # importing or compiling (the claim ran out of time, Ctrl-C) is not waited for
+    def end(at_once: bool):
+        # a peer that has answered everything ends when its connection closes; one never
+        # used or still at work (out of time, Ctrl-C) is not waited for
         for connection in peers.values():
             connection.close()
         for process in processes:
-            process.join(PEER_GRACE)
+            if not at_once:
+                process.join(PEER_GRACE)
             if process.is_alive():
                 process.kill()
-                process.join()
+            process.join()
+
+    # Ctrl-C is held back while a peer is forked, until it ignores Ctrl-C itself (its
+    # parent stops it); a thread started since ``_can_fork_peers`` forks nothing
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         for name, names in FRAMEWORK_MODULES.items():
-            if names[0] not in modules:
+            if names[0] not in modules or threading.active_count() != 1:
                 continue
             mine, theirs = context.Pipe()
             process = context.Process(
                 target=_framework_peer, daemon=True,
                 args=(theirs, [mine, *peers.values()], dict(os.environ), os.getpid(),
                       names, name, claim))
-            process.start()
-            theirs.close()
+            try:
+                process.start()
+            except OSError:   # no process to be had: that framework is evaluated here
+                mine.close()
+                continue
+            finally:
+                theirs.close()
             peers[name] = mine
             processes.append(process)
     except BaseException:
-        end()
+        end(at_once=True)
         raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def run(claim, settings, deadline, shrink):
+        answered.append(claim)
         try:
             return verify.framework_layers(claim, settings, deadline, shrink,
                                            elsewhere=peers)
@@ -233,23 +246,26 @@ def _framework_peers(modules, claim):
             return verify.framework_layers(claim, settings, deadline, shrink)
     try:
         yield run
-    finally:
-        end()
+    except BaseException:
+        end(at_once=True)
+        raise
+    end(at_once=not answered)
 
 
 def _framework_peer(connection, others, environment: dict[str, str], parent: int, modules,
                     name: str, claim):
-    """A peer: imports one framework, compiles ``claim``'s programs in it, and evaluates
-    the instances it is sent (``frameworks.serve``) until this process's parent is done.
-    Where the import fails it just ends: the parent then finds it gone."""
+    """A peer: imports one framework, compiles ``claim``'s programs in it (as ``check``
+    scopes it), and evaluates the instances it is sent (``frameworks.serve``) until its
+    parent is done.  Where anything fails it just ends: the parent then finds it gone."""
     try:
         for other in others:   # the parent's ends, inherited: open here, they hide its end
             other.close()
-        _start_worker(environment, parent)
+        _start_worker(environment, parent)   # Ctrl-C ignored from here: let it through
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         for module in modules:
             importlib.import_module(module)
         from .frameworks import prepare, serve
-        serve(connection, prepare(claim, name))
+        serve(connection, prepare(verify.checked_scope(claim).claim, name))
     except BaseException:  # noqa: BLE001 -- nothing to print: the parent finds it gone
         pass
     finally:

@@ -590,6 +590,15 @@ def _sign(claim: Claim, expr, sizes) -> str:
 DEFINED_WITHIN = 8   # how far above its minimum an axis is raised to where a statement is defined
 
 
+def checked_scope(claim: Claim) -> Scope:
+    """The scope ``check`` checks the claim in: its ``statement_scope``, or the claim as
+    stated where that cannot be found (the layers will say what fails)."""
+    try:
+        return statement_scope(claim)
+    except Exception:  # noqa: BLE001
+        return Scope(claim)
+
+
 def statement_scope(claim: Claim) -> Scope:
     """The claim as checked (``Scope``).  A statement is defined at a size when none of its
     domain's statistics (its own ``domain``, and those of ``implicit_domain`` it may divide
@@ -677,10 +686,7 @@ def check(claim: Claim, settings: Settings = Settings(), run_frameworks=None) ->
     end = None if settings.timeout is None else clock() + settings.timeout
     parts: list[PartProof] = []
     original = claim
-    try:
-        scope = statement_scope(claim)
-    except Exception:  # noqa: BLE001 -- the claim as stated: the layers will say what fails
-        scope = Scope(claim)
+    scope = checked_scope(claim)
     claim = scope.claim
 
     def left(own: float) -> float:

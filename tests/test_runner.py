@@ -314,7 +314,7 @@ def test_checked_here_the_frameworks_are_imported_before_the_first_claim(monkeyp
 # centering.naive-gradient, else an example file's first claim), and how a peer fails:
 # "die" (at its start) or "die-later" (after its first answers).
 ONE_CLAIM = """
-import json, os, sys
+import json, multiprocessing, os, sys
 from pathlib import Path
 from derive import frameworks, runner
 from derive.claims import centering
@@ -338,6 +338,13 @@ if failing == ["die-later"]:
                 connection.send(message)
         serve(Tired(), prepared)
     frameworks.serve = serve_a_little
+answers = []   # what the peers answered before the layers ran here, if they did
+receive = frameworks._Elsewhere._receive
+def counted(self):
+    value = receive(self)
+    answers.append(1)
+    return value
+frameworks._Elsewhere._receive = counted
 claim = ({c.id: c for c in centering.claims()}["centering.naive-gradient"]
          if source == "centering" else load_claims(Path(source))[0])
 settings = Settings(explicit_sizes=(1, 2, 3), random_instances=20, hypothesis_examples=10,
@@ -346,7 +353,9 @@ settings = Settings(explicit_sizes=(1, 2, 3), random_instances=20, hypothesis_ex
 print(json.dumps({"imported here": sorted({"torch", "jax"} & set(sys.modules)),
                   "verdict": result.verdict.status,
                   "evidence": [(e.kind, e.holds, e.summary, e.details)
-                               for e in result.evidence]}, default=str))
+                               for e in result.evidence],
+                  "children": len(multiprocessing.active_children()),
+                  "answers": len(answers)}, default=str))
 """
 
 
@@ -356,7 +365,9 @@ def one_claim(*args) -> dict:
                           text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr == ""   # nothing printed, however a peer ends
-    return json.loads(proc.stdout)
+    out = json.loads(proc.stdout)
+    assert out.pop("children") == 0   # no process is left behind
+    return out
 
 
 WRONG = str(ROOT / "examples" / "wrong_batchnorm_backward.py")
@@ -369,6 +380,7 @@ def test_one_claim_has_its_frameworks_evaluated_by_forked_peers_with_the_same_ev
     here, peers = one_claim("1", source), one_claim("2", source)
     # with a spare core the frameworks were imported, and evaluated, in the peers only
     assert here["imported here"] == ["jax", "torch"] and peers["imported here"] == []
+    assert here.pop("answers") == 0 and peers.pop("answers") > 0
     kinds = [kind for kind, *_ in peers["evidence"]]
     assert {"torch", "jax"} <= set(kinds) and kinds == [kind for kind, *_ in here["evidence"]]
     # every layer's summary and details, the refuted claim's failing instance included
@@ -384,7 +396,27 @@ def test_a_peer_that_dies_leaves_the_layers_to_this_process_with_the_same_eviden
         pytest.importorskip(name, reason=f"{name} is not installed")
     here, lost = one_claim("1", "centering"), one_claim("2", "centering", failing)
     assert lost["imported here"] == ["jax", "torch"]   # imported here after all
-    assert lost == here
+    # each of the two peers answered its start and two instances before it died, or nothing
+    assert lost.pop("answers") == (6 if failing == "die-later" else 0)
+    assert here.pop("answers") == 0 and lost == here
+
+
+def test_ctrl_c_while_the_peers_import_says_only_that():
+    # Ctrl-C early in a check of one claim (its peers forking or importing): one line
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, "check", "examples/layernorm_backward.py",
+         "--fresh"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    hung = threading.Timer(300, proc.kill)
+    hung.start()
+    try:
+        assert "from the cache" in proc.stderr.readline()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        hung.cancel()
+        proc.kill()
+    assert (proc.returncode, out, err) == (130, "", "derive: interrupted\n")
 
 
 def test_a_run_takes_the_prepared_programs_it_uses_and_only_those():
@@ -393,8 +425,8 @@ def test_a_run_takes_the_prepared_programs_it_uses_and_only_those():
     pytest.importorskip("jax", reason="jax is not installed")
     from derive import frameworks
     claim = {c.id: c for c in centering.claims()}["centering.naive-gradient"]
-    claim_id, programs = frameworks.prepare(claim, "jax")
-    assert claim_id == claim.id and list(programs) == [()]   # no function: one program
+    form, programs = frameworks.prepare(claim, "jax")
+    assert form == frameworks._canonical(claim) and list(programs) == [()]   # one program
     compiled = programs[()]
     run = frameworks._Run(claim, frameworks.backend("jax"), {**programs, ("other",): object()})
     assert run.compiled({}) is compiled

@@ -28,6 +28,7 @@ certificate's ``libraries`` says so), and importing one is paid once per run.
 from __future__ import annotations
 
 import math
+import pickle
 import time
 
 import numpy as np
@@ -372,8 +373,25 @@ def layers(claim: Claim, names, settings, deadline: float | None = None,
     tolerance = min(r.tolerance for r in runs)
 
     def error(inst):
+        # every framework answers every instance, even after one has raised: those elsewhere
+        # were asked at once, and an answer left unread would be taken for the next
+        # instance's.  The first exception, in the frameworks' order, is raised once all
+        # have answered, from here and without its traceback or context: Hypothesis tells
+        # failures apart by where they were raised, which must not depend on where a
+        # framework ran.
         answers = [r.ask(inst) for r in runs]   # those elsewhere start now
-        found = [e for e in (answer() for answer in answers) if not math.isnan(e)]
+        found, raised = [], None
+        for answer in answers:
+            try:
+                value = answer()
+            except Exception as err:  # noqa: BLE001 -- raised below, once all have answered
+                raised = raised or err
+                continue
+            if not math.isnan(value):
+                found.append(value)
+        if raised is not None:
+            raised.__context__ = raised.__cause__ = None
+            raise raised.with_traceback(None)
         return max(found) if found else math.nan
 
     # numeric's driver: over several axes each size stays within AXIS_MAX and the product
@@ -405,15 +423,15 @@ class _Elsewhere:
         self.tolerance = self._call("start", claim, name)
 
     def _send(self, *message):
-        try:
+        try:   # (a message that does not pickle fails before any of it is written)
             self.connection.send(message)
-        except (OSError, ValueError) as err:
+        except Exception as err:  # noqa: BLE001 -- a claim that does not travel: run here
             raise PeerLost(f"the {message[0]!r} message was not sent: {err}") from None
 
     def _receive(self):
         try:
             kind, value = self.connection.recv()
-        except (EOFError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 -- gone, or an answer that does not unpickle
             raise PeerLost(f"no answer: {err or 'the process ended'}") from None
         if kind == "raise":
             raise value   # the framework's own error, as it would have been raised here
@@ -438,10 +456,12 @@ class _Elsewhere:
 
 
 def prepare(claim: Claim, name: str, tries: int = 5):
-    """(claim id, programs): ``claim``'s programs in framework ``name``, compiled and run
-    once on seeded random instances, for the run of that claim to take (``_Run``'s
-    ``prepared``).  Nothing is counted: a process that has the claim before its instances
-    come compiles meanwhile.  A failure here prepares nothing; the run meets it again."""
+    """(claim's canonical form, programs): ``claim``'s programs in framework ``name``,
+    compiled and run once on seeded random instances, for a run of the same claim to take
+    (``_Run``'s ``prepared``; ``serve`` hands them over only to a claim of the same
+    canonical form, every field of it).  Nothing is counted: a process that has the claim
+    before its instances come compiles meanwhile.  A failure here prepares nothing; the run
+    meets it again."""
     run = None
     try:
         run = _Run(claim, backend(name))
@@ -450,7 +470,35 @@ def prepare(claim: Claim, name: str, tries: int = 5):
                 break
     except Exception:  # noqa: BLE001 -- the run itself raises it, where it counts
         pass
-    return claim.id, (run.cache if run is not None else {})
+    return _canonical(claim), (run.cache if run is not None else {})
+
+
+def _canonical(claim: Claim) -> str | None:
+    """The claim's canonical form (the cache's), or None where it has none."""
+    from ..cache import claim_material
+    try:
+        return claim_material(claim)[0]
+    except Exception:  # noqa: BLE001 -- Uncacheable: no form to tell it by
+        return None
+
+
+def _prepared_for(claim: Claim, prepared) -> dict | None:
+    """``prepare``'s programs if they were compiled for ``claim``: the same canonical form
+    (a claim as ``check`` scopes it can differ from the claim as stated in its domain and
+    sizes, and a program checks its claim's domain)."""
+    if prepared is None:
+        return None
+    form = _canonical(claim)
+    return prepared[1] if form is not None and form == prepared[0] else None
+
+
+def _travels(err: Exception) -> bool:
+    """Whether ``err`` arrives at the other end as itself: its type and its message."""
+    try:
+        copy = pickle.loads(pickle.dumps(err))
+    except Exception:  # noqa: BLE001
+        return False
+    return type(copy) is type(err) and str(copy) == str(err)
 
 
 def serve(connection, prepared=None) -> None:
@@ -473,10 +521,8 @@ def serve(connection, prepared=None) -> None:
                 if xp is None:
                     connection.send(("lost", f"{name} is not installed there"))
                     continue
-                programs = None
-                if prepared is not None and prepared[0] == claim.id:
-                    programs, prepared = prepared[1], None
-                run = _Run(claim, xp, programs)
+                run = _Run(claim, xp, _prepared_for(claim, prepared))
+                prepared = None   # for the first run only
                 value = run.tolerance
             elif kind == "error":
                 value = (run.error(args[0]), run.seconds)
@@ -484,7 +530,9 @@ def serve(connection, prepared=None) -> None:
                 value = run.evidence(*args)
             reply = ("ok", value)
         except Exception as err:  # noqa: BLE001 -- the framework's: raised at the other end
-            reply = ("raise", err)
+            # as itself, or not at all: then the layers run there instead
+            reply = (("raise", err) if _travels(err)
+                     else ("lost", f"{type(err).__name__} does not travel: {err}"))
         try:
             connection.send(reply)
         except (OSError, EOFError):
