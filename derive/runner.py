@@ -212,30 +212,31 @@ def _framework_peers(modules, claim):
 
     # Ctrl-C is held back while a peer is forked, until it ignores Ctrl-C itself (its
     # parent stops it); a thread started since ``_can_fork_peers`` forks nothing
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        for name, names in FRAMEWORK_MODULES.items():
-            if names[0] not in modules or threading.active_count() != 1:
-                continue
-            mine, theirs = context.Pipe()
-            process = context.Process(
-                target=_framework_peer, daemon=True,
-                args=(theirs, [mine, *peers.values()], dict(os.environ), os.getpid(),
-                      names, name, claim))
-            try:
-                process.start()
-            except OSError:   # no process to be had: that framework is evaluated here
-                mine.close()
-                continue
-            finally:
-                theirs.close()
-            peers[name] = mine
-            processes.append(process)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for name, names in FRAMEWORK_MODULES.items():
+                if names[0] not in modules or threading.active_count() != 1:
+                    continue
+                mine, theirs = context.Pipe()
+                process = context.Process(
+                    target=_framework_peer, daemon=True,
+                    args=(theirs, [mine, *peers.values()], dict(os.environ), os.getpid(),
+                          names, name, claim))
+                try:
+                    process.start()
+                except OSError:   # no process to be had: that framework is evaluated here
+                    mine.close()
+                    continue
+                finally:
+                    theirs.close()
+                peers[name] = mine
+                processes.append(process)
+        finally:   # a Ctrl-C held back arrives here, and ends the peers below
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except BaseException:
         end(at_once=True)
         raise
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def run(claim, settings, deadline, shrink):
         answered.append(claim)
