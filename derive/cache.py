@@ -744,9 +744,10 @@ class Cache:
         """The summary of the result stored under ``key`` (``Cache.key``) for the claim
         ``claim_id``, or None: where it or the result entry beside it is missing, or it does
         not load as this claim's."""
-        if key is None or not self._path("result", key).is_file():
+        result = self._path("result", key) if key is not None else None
+        if result is None or not result.is_file():
             return None
-        _touch(self._path("result", key))   # used with its summary: they age together
+        _touch(result)   # used with its summary: they age together
         found = self._summary(key, claim_id)
         return self._serve(found) if found is not None else None
 

@@ -196,7 +196,8 @@ def _framework_peers(modules, claim):
     fails, or none could be forked, the layers run here after all."""
     from .frameworks import PeerLost
     context = multiprocessing.get_context("fork")
-    peers, processes, answered = {}, [], []
+    peers, processes = {}, []
+    used = False   # whether the layers ran: if not, no peer is waited for
 
     def end(at_once: bool):
         # a peer that has answered everything ends when its connection closes; one never
@@ -239,7 +240,8 @@ def _framework_peers(modules, claim):
         raise
 
     def run(claim, settings, deadline, shrink):
-        answered.append(claim)
+        nonlocal used
+        used = True
         try:
             return verify.framework_layers(claim, settings, deadline, shrink,
                                            elsewhere=peers)
@@ -250,7 +252,7 @@ def _framework_peers(modules, claim):
     except BaseException:
         end(at_once=True)
         raise
-    end(at_once=not answered)
+    end(at_once=not used)
 
 
 def _framework_peer(connection, others, environment: dict[str, str], parent: int, modules,

@@ -897,7 +897,7 @@ def framework_layers(claim: Claim, settings: Settings, deadline: float | None = 
     t0 = time.perf_counter()
     try:   # the same instances in every framework: drawing them is the cost
         return frameworks.layers(claim, names, settings, deadline, shrink=shrink,
-                                 elsewhere={n: c for n, c in elsewhere.items() if n in names})
+                                 elsewhere=elsewhere)
     except Exception as err:  # noqa: BLE001 -- a layer that fails supports nothing
         return [_could_not_run(n, err, time.perf_counter() - t0) for n in names]
 

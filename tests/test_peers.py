@@ -51,7 +51,6 @@ class Stubborn(Exception):
 
 def stand_in_error(self, inst):
     rules = RULES[self.xp.name]
-    self.seconds += 0.0
     if inst.size in rules.get("raise", ()):
         raise Refusal(f"{self.xp.name} refuses N = {inst.size}")
     if inst.size in rules.get("stubborn", ()):
